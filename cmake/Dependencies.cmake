@@ -1,0 +1,11 @@
+# Every dependency is a Debian 12 package pinned in scripts/install-deps.sh.
+find_package(Boost 1.81 REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+if(NOT CS_FUZZ)
+  find_package(Threads REQUIRED)
+  find_package(fmt REQUIRED)
+  find_package(spdlog REQUIRED)
+  find_package(CLI11 REQUIRED)
+  pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
+endif()

@@ -1,0 +1,68 @@
+#pragma once
+// The typed configuration tree and the compiled, immutable snapshot that
+// sessions run on.
+//
+// Pipeline: command line (and later YAML + environment) → settings →
+// compile() → snapshot. A snapshot is never modified after compile(); a
+// reload builds a new one and swaps it in, and every session keeps the
+// snapshot it started with (std::shared_ptr<const snapshot>).
+
+#include "auth/user_store.hpp"
+#include "core/address.hpp"
+#include "obs/log.hpp"
+#include "relay/tcp_relay.hpp"
+#include "upstream/connect.hpp"
+#include "upstream/resolver.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cs::config {
+
+using namespace std::chrono_literals;
+
+struct timeout_settings {
+  std::chrono::milliseconds handshake = 10s;  ///< accept → request parsed
+  std::chrono::milliseconds connect = 10s;    ///< resolve + connect to the target
+  std::chrono::milliseconds idle = 1h;        ///< tunnel with no byte moved either way
+  std::chrono::milliseconds drain = 30s;      ///< SIGTERM: time open tunnels get to finish
+};
+
+struct settings {
+  std::vector<core::ip::tcp::endpoint> listen;  ///< empty → 127.0.0.1:1080
+  unsigned workers = 0;                         ///< 0 → one per available core
+  int listen_backlog = 4096;
+  timeout_settings timeouts;
+  std::vector<auth::credential> users;
+  upstream::resolver_options dns;
+  upstream::connect_options connect;
+  relay::relay_options relay;
+  obs::log_settings log;
+};
+
+/// What sessions read. Immutable; shared across threads by shared_ptr.
+struct snapshot {
+  std::uint64_t generation = 0;
+  settings source;
+  auth::user_store users;
+};
+
+/// Builds a snapshot. Throws std::invalid_argument with a message naming
+/// the setting when the settings are inconsistent (start-up/reload only).
+std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generation);
+
+/// The default listen address when none is given.
+core::ip::tcp::endpoint default_listen_endpoint();
+
+/// Number of cores this process may run on (sched_getaffinity), at least 1.
+unsigned available_cores() noexcept;
+
+/// "10" / "1.5" (seconds), "500ms", "2s", "1m", "1h". Returns false on
+/// anything else, negative values or overflow.
+bool parse_duration(std::string_view text, std::chrono::milliseconds& out);
+
+}  // namespace cs::config

@@ -1,0 +1,54 @@
+#pragma once
+// Address value types shared by every module: what a client asked to reach
+// (a target: IP or domain, plus port) and how endpoints print.
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/static_string/static_string.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace cs::core {
+
+namespace ip = boost::asio::ip;
+
+/// A DNS name as carried by SOCKS (1..255 octets). Fixed capacity: parsing a
+/// request never allocates.
+using domain_name = boost::static_string<255>;
+
+/// The destination a client asked for, before any resolution.
+struct target_address {
+  std::variant<ip::address, domain_name> host{ip::address{}};
+  std::uint16_t port = 0;
+
+  bool is_domain() const noexcept { return std::holds_alternative<domain_name>(host); }
+  const domain_name* domain() const noexcept { return std::get_if<domain_name>(&host); }
+  const ip::address* ip_address() const noexcept { return std::get_if<ip::address>(&host); }
+
+  friend bool operator==(const target_address&, const target_address&) = default;
+};
+
+/// "1.2.3.4:80", "[::1]:80", "example.com:443".
+std::string to_string(const target_address& t);
+std::string to_string(const ip::tcp::endpoint& ep);
+std::string to_string(const ip::udp::endpoint& ep);
+std::string to_string(const ip::address& a, std::uint16_t port);
+
+/// An IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes the IPv4 address; any
+/// other address is returned unchanged. Sockets on dual-stack listeners report
+/// mapped addresses; policy and logs want the plain form.
+ip::address unmap(const ip::address& a) noexcept;
+
+/// Parses "IPv4:PORT", "[IPv6]:PORT". Returns false on anything else
+/// (including a missing or out-of-range port). `allow_zero_port` admits ":0".
+bool parse_endpoint(std::string_view text, ip::tcp::endpoint& out, bool allow_zero_port = true);
+
+/// Parses "HOST:PORT" where HOST is an IPv4 literal, a bracketed IPv6 literal
+/// or a DNS name (1..255 chars, no NUL). Returns false otherwise.
+bool parse_target(std::string_view text, target_address& out);
+
+}  // namespace cs::core

@@ -1,0 +1,248 @@
+#include "relay/tcp_relay.hpp"
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/post.hpp>
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace cs::relay {
+
+namespace asio = boost::asio;
+using clock = std::chrono::steady_clock;
+
+namespace {
+core::error_code errno_code() noexcept {
+  const int e = errno;
+  if (e == EAGAIN || e == EWOULDBLOCK) {
+    return asio::error::would_block;
+  }
+  return {e, boost::system::system_category()};
+}
+}  // namespace
+
+tcp_relay::tcp_relay(tcp::socket& client, tcp::socket& target, const relay_options& options,
+                     pipe_pool& pipes, buffer_pool& buffers) noexcept
+    : client_(client), target_(target), options_(options), pipes_(pipes), buffers_(buffers),
+      idle_timer_(client.get_executor()) {
+  dirs_[0].from = &client_;
+  dirs_[0].to = &target_;
+  dirs_[1].from = &target_;
+  dirs_[1].to = &client_;
+#ifndef __linux__
+  options_.mode = relay_mode::copy;
+#endif
+}
+
+tcp_relay::~tcp_relay() {
+  release(dirs_[0]);
+  release(dirs_[1]);
+}
+
+void tcp_relay::start(asio::any_completion_handler<relay_signature> handler) {
+  // swap, not move-assignment: Boost 1.81's any_completion_handler::operator=
+  // re-wraps the source instead of moving it (fixed in 1.82).
+  handler_.swap(handler);
+  auto slot = handler_.get_cancellation_slot();
+  if (slot.is_connected()) {
+    slot.assign([this](asio::cancellation_type) {
+      stop(end_reason::cancelled, asio::error::operation_aborted);
+    });
+  }
+  core::error_code ec;
+  client_.native_non_blocking(true, ec);
+  if (!ec) {
+    target_.native_non_blocking(true, ec);
+  }
+  last_activity_ = clock::now();
+  arm_idle_timer();
+  if (ec) {
+    stop(end_reason::error, ec);
+  }
+  // Start by trying to move data rather than waiting for readiness: bytes
+  // may already be queued (the reactor is edge-triggered, so a wait would
+  // not see them). Posted, so the handler never runs inside async_run().
+  for (auto& d : dirs_) {
+    ++outstanding_;
+    asio::post(client_.get_executor(), [this, &d] {
+      --outstanding_;
+      pump(d);
+      op_done();
+    });
+  }
+}
+
+long tcp_relay::read_in(direction& d, core::error_code& ec) {
+  const int fd = d.from->native_handle();
+  long n = -1;
+  if (options_.mode == relay_mode::splice) {
+    if (!d.pipe) {
+      d.pipe = pipes_.acquire(ec);
+      if (ec) {
+        return -1;
+      }
+    }
+    n = ::splice(fd, nullptr, d.pipe.write_fd, nullptr, options_.chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  } else {
+    if (!d.buf) {
+      d.buf = buffers_.acquire();
+    }
+    n = ::recv(fd, d.buf.get(), std::min(options_.chunk, buffers_.buffer_size()), 0);
+    d.offset = 0;
+  }
+  if (n < 0) {
+    ec = errno_code();
+  }
+  return n;
+}
+
+long tcp_relay::write_out(direction& d, core::error_code& ec) {
+  const int fd = d.to->native_handle();
+  long n = -1;
+  if (options_.mode == relay_mode::splice) {
+    n = ::splice(d.pipe.read_fd, nullptr, fd, nullptr, d.pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  } else {
+    n = ::send(fd, d.buf.get() + d.offset, d.pending, MSG_NOSIGNAL);
+    if (n > 0) {
+      d.offset += static_cast<std::size_t>(n);
+    }
+  }
+  if (n < 0) {
+    ec = errno_code();
+  } else {
+    d.pending -= static_cast<std::size_t>(n);
+  }
+  return n;
+}
+
+void tcp_relay::pump(direction& d) {
+  if (stopping_ || d.done) {
+    return;
+  }
+  for (int i = 0; i < options_.burst; ++i) {
+    core::error_code ec;
+    if (d.pending > 0) {
+      if (write_out(d, ec) < 0) {
+        if (ec == asio::error::would_block) {
+          wait(d, true);  // keep the pipe/buffer: bytes are in flight
+        } else {
+          stop(end_reason::error, ec);
+        }
+        return;
+      }
+      last_activity_ = clock::now();
+      continue;
+    }
+    const long n = read_in(d, ec);
+    if (n > 0) {
+      d.bytes += static_cast<std::uint64_t>(n);
+      d.pending = static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      finish_direction(d);
+      return;
+    }
+    if (ec == asio::error::would_block) {
+      release(d);  // nothing in flight: an idle direction holds nothing
+      wait(d, false);
+    } else {
+      stop(end_reason::error, ec);
+    }
+    return;
+  }
+  // Burst used up: let other work on this loop run, then carry on.
+  ++outstanding_;
+  asio::post(client_.get_executor(), [this, &d] {
+    --outstanding_;
+    pump(d);
+    op_done();
+  });
+}
+
+void tcp_relay::wait(direction& d, bool for_write) {
+  ++outstanding_;
+  tcp::socket& s = for_write ? *d.to : *d.from;
+  s.async_wait(for_write ? tcp::socket::wait_write : tcp::socket::wait_read,
+               [this, &d](core::error_code ec) {
+                 --outstanding_;
+                 if (ec) {
+                   stop(end_reason::error, ec);  // no-op when already stopping
+                 } else {
+                   pump(d);
+                 }
+                 op_done();
+               });
+}
+
+void tcp_relay::finish_direction(direction& d) {
+  release(d);
+  d.done = true;
+  core::error_code ignored;
+  d.to->shutdown(tcp::socket::shutdown_send, ignored);  // propagate the half-close
+  if (dirs_[0].done && dirs_[1].done) {
+    idle_timer_.cancel();
+  }
+}
+
+void tcp_relay::stop(end_reason reason, core::error_code ec) {
+  if (stopping_ || completed_) {
+    return;
+  }
+  stopping_ = true;
+  reason_ = reason;
+  ec_ = ec;
+  core::error_code ignored;
+  client_.cancel(ignored);
+  target_.cancel(ignored);
+  idle_timer_.cancel();
+  release(dirs_[0]);
+  release(dirs_[1]);
+}
+
+void tcp_relay::release(direction& d) noexcept {
+  if (d.pipe) {
+    pipes_.release(d.pipe, d.pending == 0);
+    d.pipe = {};
+  }
+  if (d.buf) {
+    buffers_.release(std::move(d.buf));
+  }
+  d.pending = 0;
+}
+
+void tcp_relay::arm_idle_timer() {
+  if (options_.idle_timeout.count() <= 0) {
+    return;
+  }
+  ++outstanding_;
+  idle_timer_.expires_at(last_activity_ + options_.idle_timeout);
+  idle_timer_.async_wait([this](core::error_code ec) {
+    --outstanding_;
+    if (!ec && !stopping_ && !(dirs_[0].done && dirs_[1].done)) {
+      if (clock::now() - last_activity_ >= options_.idle_timeout) {
+        stop(end_reason::idle_timeout, {});
+      } else {
+        arm_idle_timer();
+      }
+    }
+    op_done();
+  });
+}
+
+void tcp_relay::op_done() {
+  if (completed_ || outstanding_ > 0) {
+    return;
+  }
+  completed_ = true;
+  auto slot = handler_.get_cancellation_slot();
+  if (slot.is_connected()) {
+    slot.clear();
+  }
+  relay_result r{dirs_[0].bytes, dirs_[1].bytes, stopping_ ? reason_ : end_reason::closed, ec_};
+  // Posted: the caller may destroy this relay as soon as it resumes.
+  asio::post(client_.get_executor(), asio::append(std::move(handler_), r));
+}
+
+}  // namespace cs::relay

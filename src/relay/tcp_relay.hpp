@@ -1,0 +1,125 @@
+#pragma once
+// The TCP relay: moves bytes both ways between two connected sockets until
+// both directions have ended, the tunnel has been idle too long, an error
+// occurs, or the operation is cancelled.
+//
+// - Half-close: EOF from one side becomes shutdown(SHUT_WR) on the other,
+//   while the other direction keeps flowing.
+// - An error on either side ends both directions.
+// - Linux: splice(2) through a pipe borrowed from the thread's pool only
+//   while bytes are in flight (zero-copy). Otherwise, or in `copy` mode, a
+//   pooled buffer, likewise held only while bytes are in flight. An idle
+//   tunnel holds neither: it waits for readiness, not for data.
+// - Each readiness event moves at most `burst` chunks before yielding to
+//   the loop, so one fast tunnel cannot starve others on the same thread.
+//
+// Thread-safety: a relay and both sockets belong to one io_context thread.
+
+#include "core/error.hpp"
+#include "relay/pools.hpp"
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+namespace cs::relay {
+
+using tcp = boost::asio::ip::tcp;
+
+enum class relay_mode : std::uint8_t { splice, copy };
+
+struct relay_options {
+  relay_mode mode = relay_mode::splice;
+  std::size_t chunk = 64 * 1024;  ///< max bytes per splice/recv call
+  int burst = 16;                 ///< chunks per readiness event before yielding
+  std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  ///< 0 = none
+};
+
+enum class end_reason : std::uint8_t {
+  closed,        ///< both sides finished sending (normal end)
+  idle_timeout,  ///< no byte moved for idle_timeout
+  error,         ///< a socket error on either side (see ec)
+  cancelled,     ///< the operation was cancelled (e.g. shutdown deadline)
+};
+
+struct relay_result {
+  std::uint64_t bytes_up = 0;    ///< client → target
+  std::uint64_t bytes_down = 0;  ///< target → client
+  end_reason reason = end_reason::closed;
+  core::error_code ec;
+};
+
+using relay_signature = void(relay_result);
+
+class tcp_relay {
+ public:
+  /// Both sockets must be open and connected; they are left open at the end
+  /// (the caller closes them). The pools must outlive the relay.
+  tcp_relay(tcp::socket& client, tcp::socket& target, const relay_options& options, pipe_pool& pipes,
+            buffer_pool& buffers) noexcept;
+  ~tcp_relay();
+  tcp_relay(const tcp_relay&) = delete;
+  tcp_relay& operator=(const tcp_relay&) = delete;
+
+  /// Runs the relay; completes once, when nothing is pending any more.
+  /// Supports per-operation cancellation (any type ends the relay).
+  template <typename Token>
+  auto async_run(Token&& token) {
+    return boost::asio::async_initiate<Token, relay_signature>(
+        [this](auto handler) {
+          start(boost::asio::any_completion_handler<relay_signature>(std::move(handler)));
+        },
+        token);
+  }
+
+  /// Bytes moved so far (readable while running, e.g. for periodic metrics).
+  std::uint64_t bytes_up() const noexcept { return dirs_[0].bytes; }
+  std::uint64_t bytes_down() const noexcept { return dirs_[1].bytes; }
+
+ private:
+  struct direction {
+    tcp::socket* from = nullptr;
+    tcp::socket* to = nullptr;
+    pipe_pair pipe;                        // splice mode, while in flight
+    std::unique_ptr<std::uint8_t[]> buf;   // copy mode, while in flight
+    std::size_t pending = 0;               // bytes read but not yet written
+    std::size_t offset = 0;                // copy mode: write position in buf
+    std::uint64_t bytes = 0;
+    bool done = false;
+  };
+
+  void start(boost::asio::any_completion_handler<relay_signature> handler);
+  void pump(direction& d);
+  void wait(direction& d, bool for_write);
+  void finish_direction(direction& d);
+  void stop(end_reason reason, core::error_code ec);
+  void release(direction& d) noexcept;
+  void arm_idle_timer();
+  void op_done();
+
+  // Transfer primitives: bytes moved, 0 at EOF, -1 with errno set.
+  long read_in(direction& d, core::error_code& ec);
+  long write_out(direction& d, core::error_code& ec);
+
+  tcp::socket& client_;
+  tcp::socket& target_;
+  relay_options options_;
+  pipe_pool& pipes_;
+  buffer_pool& buffers_;
+  boost::asio::steady_timer idle_timer_;
+  direction dirs_[2];
+  boost::asio::any_completion_handler<relay_signature> handler_;
+  std::chrono::steady_clock::time_point last_activity_;
+  int outstanding_ = 0;  // pending waits, posts and the timer
+  bool stopping_ = false;
+  bool completed_ = false;
+  end_reason reason_ = end_reason::closed;
+  core::error_code ec_;
+};
+
+}  // namespace cs::relay

@@ -1,0 +1,176 @@
+#include "server/worker.hpp"
+
+#include "core/address.hpp"
+#include "obs/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <exception>
+
+namespace cs::server {
+
+namespace asio = boost::asio;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+std::atomic<std::uint64_t> next_session_id{1};
+
+bool out_of_resources(const core::error_code& ec) {
+  return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+         ec == asio::error::no_memory || ec.value() == ENFILE;
+}
+}  // namespace
+
+worker::worker(unsigned id, std::shared_ptr<const config::snapshot> snap, std::function<void()> on_drained)
+    : id_(id), on_drained_(std::move(on_drained)), snap_(std::move(snap)),
+      buffers_(snap_->source.relay.chunk),
+      dns_(std::make_unique<upstream::resolver>(io_.get_executor(), snap_->source.dns)),
+      services_{id_, *dns_, pipes_, buffers_, metrics_},
+      work_(io_.get_executor()) {}
+
+worker::~worker() {
+  if (thread_.joinable()) {
+    stop();
+    join();
+  }
+  acceptors_.clear();
+  // Completes what is left in the loop (nothing, after a clean drain) so no
+  // frame outlives the services it borrows.
+  io_.restart();
+  io_.poll();
+}
+
+tcp::endpoint worker::listen(const tcp::endpoint& ep, int backlog) {
+  auto acc = std::make_unique<tcp::acceptor>(io_);
+  acc->open(ep.protocol());
+  acc->set_option(tcp::acceptor::reuse_address(true));
+  const int one = 1;
+  if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    throw boost::system::system_error(core::error_code(errno, boost::system::system_category()),
+                                      "SO_REUSEPORT");
+  }
+  if (ep.address().is_v6()) {
+    acc->set_option(asio::ip::v6_only(true));  // [::] means IPv6 only; list 0.0.0.0 for IPv4
+  }
+  acc->bind(ep);
+  acc->listen(backlog);
+  const auto bound = acc->local_endpoint();
+  acceptors_.push_back(std::move(acc));
+  return bound;
+}
+
+void worker::start() {
+  for (auto& acc : acceptors_) {
+    asio::co_spawn(io_, accept_loop(*acc), [](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          obs::log().critical("accept loop ended unexpectedly: {}", ex.what());
+        }
+      }
+    });
+  }
+  thread_ = std::thread([this] {
+    io_.run();
+  });
+}
+
+asio::awaitable<void> worker::accept_loop(tcp::acceptor& acceptor) {
+  asio::steady_timer backoff(io_);
+  for (;;) {
+    auto [ec, sock] = co_await acceptor.async_accept(nothrow);
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
+      co_return;
+    }
+    if (ec) {
+      metrics_.accept_errors.inc();
+      if (out_of_resources(ec)) {
+        // Spinning on EMFILE would burn the core and starve the sessions
+        // that will free descriptors; wait a little instead.
+        obs::log().warn("accept: {}; pausing accepts for 100 ms", ec.message());
+        backoff.expires_after(std::chrono::milliseconds(100));
+        co_await backoff.async_wait(nothrow);
+      } else {
+        obs::log().debug("accept: {}", ec.message());
+      }
+      continue;
+    }
+    metrics_.connections_accepted.inc();
+    core::error_code ignored;
+    sock.set_option(tcp::no_delay(true), ignored);
+    spawn_session(std::move(sock));
+  }
+}
+
+void worker::spawn_session(tcp::socket sock) {
+  const auto id = next_session_id.fetch_add(1, std::memory_order_relaxed);
+  auto it = sessions_.emplace(sessions_.end());
+  active_.fetch_add(1, std::memory_order_relaxed);
+  metrics_.sessions_active.add();
+  asio::co_spawn(io_, session::run(std::move(sock), snap_, services_, id),
+                 asio::bind_cancellation_slot(it->slot(), [this, it, id](std::exception_ptr e) {
+                   if (e) {
+                     metrics_.session_exceptions.inc();
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& ex) {
+                       obs::log().error("session {} ended by an unexpected exception: {}", id, ex.what());
+                     } catch (...) {
+                       obs::log().error("session {} ended by an unexpected exception", id);
+                     }
+                   }
+                   session_ended(it);
+                 }));
+}
+
+void worker::session_ended(std::list<asio::cancellation_signal>::iterator it) {
+  sessions_.erase(it);
+  metrics_.sessions_active.sub();
+  if (active_.fetch_sub(1, std::memory_order_relaxed) == 1 && draining_ && on_drained_) {
+    on_drained_();
+  }
+}
+
+void worker::drain() {
+  asio::post(io_, [this] {
+    draining_ = true;
+    for (auto& acc : acceptors_) {
+      core::error_code ignored;
+      acc->close(ignored);
+    }
+    if (active_.load(std::memory_order_relaxed) == 0 && on_drained_) {
+      on_drained_();
+    }
+  });
+}
+
+void worker::cancel_sessions() {
+  asio::post(io_, [this] {
+    for (auto& sig : sessions_) {
+      sig.emit(asio::cancellation_type::terminal);
+    }
+  });
+}
+
+void worker::stop() {
+  work_.reset();
+  io_.stop();
+}
+
+void worker::join() {
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+}  // namespace cs::server

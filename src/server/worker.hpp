@@ -1,0 +1,75 @@
+#pragma once
+// One event loop thread: its own io_context, its own listening sockets
+// (SO_REUSEPORT), its own resolver, relay pools and metrics shard. A session
+// lives and dies on the worker that accepted it, so the data path takes no
+// lock.
+
+#include "config/settings.hpp"
+#include "obs/metrics.hpp"
+#include "relay/pools.hpp"
+#include "session/session.hpp"
+#include "upstream/resolver.hpp"
+
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace cs::server {
+
+using tcp = boost::asio::ip::tcp;
+
+class worker {
+ public:
+  /// `on_drained` is called (from this worker's thread) when the worker is
+  /// draining and its last session has ended.
+  worker(unsigned id, std::shared_ptr<const config::snapshot> snap, std::function<void()> on_drained);
+  ~worker();
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  /// Opens, binds and listens on `ep` in this worker's loop. Throws
+  /// boost::system::system_error (start-up only). Returns the bound endpoint.
+  tcp::endpoint listen(const tcp::endpoint& ep, int backlog);
+
+  void start();             ///< starts the thread and the accept loops
+  void drain();             ///< stop accepting; sessions continue (thread-safe)
+  void cancel_sessions();   ///< ends every session now (thread-safe)
+  void stop();              ///< stops the loop (thread-safe); then join()
+  void join();
+
+  std::size_t active_sessions() const noexcept { return active_.load(std::memory_order_relaxed); }
+  const obs::worker_metrics& metrics() const noexcept { return metrics_; }
+
+ private:
+  boost::asio::awaitable<void> accept_loop(tcp::acceptor& acceptor);
+  void spawn_session(tcp::socket sock);
+  void session_ended(std::list<boost::asio::cancellation_signal>::iterator it);
+
+  const unsigned id_;
+  std::function<void()> on_drained_;
+  std::shared_ptr<const config::snapshot> snap_;
+  // Declared before io_ so they outlive it: session frames destroyed with
+  // the io_context may still return pipes and buffers.
+  obs::worker_metrics metrics_;
+  relay::pipe_pool pipes_;
+  relay::buffer_pool buffers_;
+  boost::asio::io_context io_{1};
+  std::unique_ptr<upstream::resolver> dns_;
+  session::worker_services services_;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  std::list<boost::asio::cancellation_signal> sessions_;  // one per live session
+  std::atomic<std::size_t> active_{0};
+  bool draining_ = false;  // loop thread only
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
+}  // namespace cs::server

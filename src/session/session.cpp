@@ -1,0 +1,223 @@
+#include "session/session.hpp"
+
+#include "core/address.hpp"
+#include "obs/log.hpp"
+#include "protocol/socks4.hpp"
+#include "protocol/socks5.hpp"
+#include "relay/tcp_relay.hpp"
+#include "session/handshake.hpp"
+#include "upstream/direct.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <chrono>
+
+namespace cs::session {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using tcp = asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// Completes when the timer expires or is cancelled; never throws.
+asio::awaitable<void> expiry(asio::steady_timer& timer) {
+  auto [ec] = co_await timer.async_wait(nothrow);
+  (void)ec;
+}
+
+// The reply for `rc` in the client's protocol. BND is our outbound socket's
+// local address on success, zeros otherwise.
+asio::awaitable<core::error_code> send_reply(tcp::socket& client, client_protocol proto, core::reply_code rc,
+                                             const tcp::endpoint& bnd) {
+  std::array<std::uint8_t, protocol::socks5::max_reply_size> out{};
+  std::size_t n = 0;
+  if (proto == client_protocol::socks5) {
+    n = protocol::socks5::encode_reply(rc, bnd.address(), bnd.port(), out);
+  } else if (proto == client_protocol::socks4) {
+    const auto a = core::unmap(bnd.address());
+    n = protocol::socks4::encode_reply(core::to_socks4_reply(rc),
+                                       a.is_v4() ? a.to_v4() : core::ip::address_v4::any(), bnd.port(), out);
+  }
+  if (n == 0) {
+    co_return core::error_code(core::socks_errc::general_failure);
+  }
+  auto [ec, written] = co_await asio::async_write(client, asio::buffer(out.data(), n), nothrow);
+  co_return ec;
+}
+
+// A short outcome word for the access log.
+std::string_view outcome(const core::error_code& ec) {
+  if (!ec) {
+    return "ok";
+  }
+  if (ec.category() == core::socks_category()) {
+    switch (static_cast<core::socks_errc>(ec.value())) {
+      case core::socks_errc::bad_version: return "bad_version";
+      case core::socks_errc::no_acceptable_method: return "no_acceptable_method";
+      case core::socks_errc::auth_failed: return "auth_failed";
+      case core::socks_errc::auth_required: return "auth_required";
+      case core::socks_errc::handshake_timeout: return "handshake_timeout";
+      case core::socks_errc::connect_timeout: return "connect_timeout";
+      case core::socks_errc::host_not_found: return "host_not_found";
+      case core::socks_errc::dns_failure: return "dns_failure";
+      case core::socks_errc::not_allowed: return "not_allowed";
+      default: break;
+    }
+  }
+  if (ec == asio::error::eof || ec == asio::error::connection_reset) {
+    return "client_closed";
+  }
+  if (ec == asio::error::operation_aborted) {
+    return "cancelled";
+  }
+  return core::reply_name(core::to_reply_code(ec));
+}
+
+}  // namespace
+
+asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+                          std::uint64_t id) {
+  // Cancellation (server shutdown) is handled through error codes below,
+  // not by exceptions thrown at the next co_await.
+  co_await asio::this_coro::throw_if_cancelled(false);
+
+  const auto started = clock::now();
+  const auto& cfg = snap->source;
+  auto& metrics = svc.metrics;
+
+  obs::access_record rec;
+  rec.session = id;
+  rec.route = "direct";
+  {
+    core::error_code ec;
+    const auto peer = client.remote_endpoint(ec);
+    rec.client = ec ? std::string("?") : core::to_string(peer);
+  }
+  core::error_code ec;
+  core::reply_code reply = core::reply_code::succeeded;
+  bool replied = false;
+  relay::relay_result moved;
+  tcp::socket target(client.get_executor());
+  asio::steady_timer deadline(client.get_executor());
+
+  // ---- handshake: protocol, authentication, request (under one deadline)
+  auto buf = std::make_unique<handshake_buffer>();
+  handshake_result hs;
+  deadline.expires_after(cfg.timeouts.handshake);
+  auto hv = co_await (run_handshake(client, *buf, snap->users) || expiry(deadline));
+  if (hv.index() == 1) {
+    hs.ec = core::socks_errc::handshake_timeout;
+  } else {
+    hs = std::move(std::get<0>(hv));
+  }
+  rec.proto = to_string(hs.proto);
+  rec.command = hs.target_known ? to_string(hs.cmd) : std::string_view("-");
+  if (hs.user != nullptr) {
+    rec.user = hs.user->name;
+  }
+  if (hs.target_known) {
+    rec.target = core::to_string(hs.target);
+  }
+  if (hs.proto == client_protocol::socks5) {
+    metrics.handshakes_socks5.inc();
+  } else if (hs.proto == client_protocol::socks4) {
+    metrics.handshakes_socks4.inc();
+  }
+  if (hs.user != nullptr) {
+    metrics.auth_success.inc();
+  } else if (hs.ec == core::socks_errc::auth_failed) {
+    metrics.auth_failure.inc();
+  }
+  ec = hs.ec;
+  if (ec && !hs.reply_due) {
+    metrics.handshake_failures.inc();
+  }
+
+  // ---- decide: which commands are served and where the connection goes.
+  // Only CONNECT is served so far; BIND and UDP ASSOCIATE are refused.
+  if (!ec && hs.cmd != command::connect) {
+    ec = core::socks_errc::command_not_supported;
+  }
+
+  // ---- dial (under the connect deadline)
+  if (!ec) {
+    deadline.expires_after(cfg.timeouts.connect);
+    auto dv = co_await (upstream::dial_direct(hs.target, svc.dns, cfg.connect, {}) || expiry(deadline));
+    if (dv.index() == 1) {
+      ec = core::socks_errc::connect_timeout;
+    } else {
+      auto& d = std::get<0>(dv);
+      ec = d.ec;
+      if (!ec) {
+        target = std::move(d.socket);
+        rec.dialled = core::to_string(d.remote);
+      }
+    }
+  }
+
+  // ---- reply
+  if (hs.reply_due || (hs.target_known && !hs.ec)) {
+    reply = core::to_reply_code(ec);
+    tcp::endpoint bnd;
+    if (!ec) {
+      core::error_code lec;
+      bnd = target.local_endpoint(lec);
+    }
+    const auto wec = co_await send_reply(client, hs.proto, reply, bnd);
+    replied = !wec;
+    if (!ec && wec) {
+      ec = wec;
+    }
+  }
+
+  // ---- relay: first the payload bytes that came with the handshake
+  if (!ec) {
+    const auto early = buf->pending();
+    if (!early.empty()) {
+      auto [wec, n] = co_await asio::async_write(target, asio::buffer(early.data(), early.size()), nothrow);
+      ec = wec;
+      moved.bytes_up = n;
+    }
+    buf.reset();  // an established tunnel holds no handshake memory
+  }
+  if (!ec) {
+    relay::tcp_relay relay(client, target, cfg.relay, svc.pipes, svc.buffers);
+    const auto early_up = moved.bytes_up;
+    moved = co_await relay.async_run(asio::use_awaitable);
+    moved.bytes_up += early_up;
+  }
+
+  // ---- account
+  metrics.bytes_up.inc(moved.bytes_up);
+  metrics.bytes_down.inc(moved.bytes_down);
+  if (replied) {
+    metrics.count_reply(reply);
+  }
+  rec.reply = replied ? (hs.proto == client_protocol::socks4
+                             ? static_cast<int>(core::to_socks4_reply(reply))
+                             : static_cast<int>(reply))
+                      : -1;
+  if (!ec && moved.reason == relay::end_reason::idle_timeout) {
+    rec.result = "idle_timeout";
+  } else if (!ec && moved.reason == relay::end_reason::cancelled) {
+    rec.result = "cancelled";
+  } else {
+    rec.result = outcome(ec);
+  }
+  rec.bytes_up = moved.bytes_up;
+  rec.bytes_down = moved.bytes_down;
+  rec.duration = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
+  obs::write_access(rec);
+}
+
+}  // namespace cs::session

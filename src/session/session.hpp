@@ -1,0 +1,39 @@
+#pragma once
+// One client connection, start to finish:
+//
+//   handshake → decide → dial → reply → relay → account
+//
+// Each step takes a value and returns one; the steps live in their own
+// modules (protocol/, auth/, policy/, routing/, upstream/, relay/, obs/) and
+// only this coroutine strings them together.
+
+#include "config/settings.hpp"
+#include "obs/metrics.hpp"
+#include "relay/pools.hpp"
+#include "upstream/resolver.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <cstdint>
+#include <memory>
+
+namespace cs::session {
+
+/// Long-lived per-worker services a session borrows. Owned by server/ and
+/// outliving every session on that worker.
+struct worker_services {
+  unsigned worker_id = 0;
+  upstream::resolver& dns;
+  relay::pipe_pool& pipes;
+  relay::buffer_pool& buffers;
+  obs::worker_metrics& metrics;
+};
+
+/// Runs a session to completion on the calling worker's loop. Never throws
+/// for network or protocol events; honours cancellation (server shutdown).
+boost::asio::awaitable<void> run(boost::asio::ip::tcp::socket client,
+                                 std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+                                 std::uint64_t id);
+
+}  // namespace cs::session
