@@ -5,11 +5,15 @@
 #include "core/address.hpp"
 #include "core/version.hpp"
 #include "obs/log.hpp"
+#include "policy/rule_spec.hpp"
 #include "server/server.hpp"
 
 #include <CLI/CLI.hpp>
+#include <termios.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -18,6 +22,31 @@ namespace {
 int fail(const std::string& message) {
   std::fprintf(stderr, "cleversocks: error: %s\n", message.c_str());
   return 2;
+}
+
+// Reads a password: prompted twice without echo on a terminal, else one
+// line from standard input.
+bool read_password(std::string& out) {
+  if (isatty(STDIN_FILENO) == 0) {
+    return static_cast<bool>(std::getline(std::cin, out));
+  }
+  termios old{};
+  tcgetattr(STDIN_FILENO, &old);
+  termios quiet = old;
+  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  std::string again;
+  std::fprintf(stderr, "Password: ");
+  const bool ok1 = static_cast<bool>(std::getline(std::cin, out));
+  std::fprintf(stderr, "\nAgain: ");
+  const bool ok2 = static_cast<bool>(std::getline(std::cin, again));
+  std::fprintf(stderr, "\n");
+  tcsetattr(STDIN_FILENO, TCSANOW, &old);
+  if (ok1 && ok2 && out != again) {
+    std::fprintf(stderr, "cleversocks: passwords differ\n");
+    return false;
+  }
+  return ok1 && ok2;
 }
 
 }  // namespace
@@ -66,13 +95,61 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"splice", "copy"}))
       ->capture_default_str();
 
+  // Access control and limits (see README "Access control").
+  std::vector<std::string> allow_specs;
+  std::vector<std::string> deny_specs;
+  std::string default_action = "allow";
+  std::string geoip;
+  std::string users_file;
+  bool allow_open = false;
+  config::settings s;
+  auto* allow_opt = app.add_option("--allow", allow_specs,
+                                   "Allow rule: DEST[:PORTS] or 'key=value ...' (repeatable; first match wins, "
+                                   "in command-line order with --deny)");
+  auto* deny_opt = app.add_option("--deny", deny_specs, "Deny rule, same SPEC as --allow (repeatable)");
+  app.add_option("--default-action", default_action, "When no rule matches")
+      ->check(CLI::IsMember({"allow", "deny"}))
+      ->capture_default_str();
+  app.add_option("--geoip", geoip, "MaxMind DB (GeoLite2 Country/City) for country= rules");
+  app.add_option("--users-file", users_file, "File of NAME:PASSWORD or NAME:$argon2id$... lines");
+  app.add_flag("--allow-open", allow_open, "Do not warn about listening publicly without authentication");
+  app.add_option("--max-sessions", s.limits.max_sessions, "Concurrent sessions in all (0: unlimited)");
+  app.add_option("--max-sessions-per-ip", s.limits.max_sessions_per_ip, "Concurrent sessions per client IP");
+  app.add_option("--max-sessions-per-user", s.limits.max_sessions_per_user, "Concurrent sessions per user");
+  app.add_option("--rate-per-ip", s.limits.connection_rate_per_ip, "New connections per second per client IP");
+  app.add_option("--burst-per-ip", s.limits.connection_burst_per_ip, "Burst for --rate-per-ip (default 2x rate)");
+  app.add_option("--auth-lockout-after", s.limits.auth_failures_before_lockout,
+                 "Failed logins (per IP, per user) before an exponential lockout (0: never)")
+      ->capture_default_str();
+
+  auto* passwd = app.add_subcommand("passwd", "Print an argon2id hash of a password read from stdin, for --users-file");
+  std::string passwd_user;
+  passwd->add_option("name", passwd_user, "Print NAME:HASH (a users-file line) instead of the hash alone");
+
+  // One value per occurrence: "--user a:b 127.0.0.1:1080" must not read the
+  // listen address as a second user.
+  for (CLI::Option* opt : app.get_options()) {
+    if (!opt->get_positional() && opt->get_items_expected_max() > 1) {
+      opt->allow_extra_args(false);
+    }
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
 
-  config::settings s;
+  if (passwd->parsed()) {
+    std::string password;
+    if (!read_password(password)) {
+      return 1;
+    }
+    const std::string hash = auth::hash_password(password);
+    std::printf("%s%s%s\n", passwd_user.c_str(), passwd_user.empty() ? "" : ":", hash.c_str());
+    return 0;
+  }
+
   s.log.level = obs::level_from_verbosity(verbose, quiet);
   s.log.format = log_format == "json" ? obs::log_format::json : obs::log_format::text;
   obs::init_logging(s.log);
@@ -123,5 +200,25 @@ int main(int argc, char** argv) {
     }
     s.dns.servers.push_back(ep);
   }
+  // Rules keep their command-line order across --allow and --deny.
+  std::size_t next_allow = 0;
+  std::size_t next_deny = 0;
+  for (const CLI::Option* opt : app.parse_order()) {
+    const bool is_allow = opt == allow_opt;
+    if (!is_allow && opt != deny_opt) {
+      continue;
+    }
+    const std::string& spec = is_allow ? allow_specs.at(next_allow++) : deny_specs.at(next_deny++);
+    policy::rule r;
+    if (auto err = policy::parse_rule_spec(spec, is_allow ? policy::action::allow : policy::action::block, r);
+        !err.empty()) {
+      return fail(std::string(is_allow ? "--allow" : "--deny") + " '" + spec + "': " + err);
+    }
+    s.acl.rules.push_back(std::move(r));
+  }
+  s.acl.default_action = default_action == "deny" ? policy::action::block : policy::action::allow;
+  s.geoip_database = geoip;
+  s.users_file = users_file;
+  s.allow_open = allow_open;
   return server::run(s);
 }

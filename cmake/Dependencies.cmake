@@ -2,6 +2,7 @@
 find_package(Boost 1.81 REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+pkg_check_modules(MAXMINDDB REQUIRED IMPORTED_TARGET libmaxminddb)
 if(NOT CS_FUZZ)
   find_package(Threads REQUIRED)
   find_package(fmt REQUIRED)

@@ -3,6 +3,8 @@
 #include <sched.h>
 
 #include <charconv>
+#include <fstream>
+#include <sstream>
 #include <cmath>
 #include <stdexcept>
 #include <thread>
@@ -36,13 +38,53 @@ std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generat
   if (snap->source.workers == 0) {
     snap->source.workers = available_cores();
   }
-  for (const auto& u : s.users) {
-    if (u.name.size() > 255 || u.password.size() > 255) {
+  std::vector<auth::credential> users = s.users;
+  if (!s.users_file.empty()) {
+    std::ifstream in(s.users_file, std::ios::binary);
+    if (!in) {
+      throw std::invalid_argument("users file '" + s.users_file + "': cannot be read");
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    std::vector<std::string> errors;
+    auto from_file = auth::parse_users_file(text.str(), errors);
+    if (!errors.empty()) {
+      std::string all;
+      for (const auto& e : errors) {
+        all += "\n  " + s.users_file + ":" + e;
+      }
+      throw std::invalid_argument("users file has errors:" + all);
+    }
+    users.insert(users.end(), from_file.begin(), from_file.end());
+  }
+  for (const auto& u : users) {
+    if (u.name.empty() || u.name.size() > 255 ||
+        (!auth::is_password_hash(u.password) && u.password.size() > 255)) {
       throw std::invalid_argument("user '" + u.name.substr(0, 32) +
-                                  "': SOCKS5 limits usernames and passwords to 255 bytes");
+                                  "': SOCKS5 needs a name of 1..255 bytes and a password of at most 255");
     }
   }
-  snap->users = auth::user_store(s.users);
+  snap->users = auth::user_store(users);
+  if (snap->users.plaintext_count() > 0 && !s.users_file.empty()) {
+    snap->warnings.push_back(std::to_string(snap->users.plaintext_count()) +
+                             " user(s) have plain-text passwords; store argon2id hashes instead "
+                             "(cleversocks passwd)");
+  }
+  if (!s.geoip_database.empty()) {
+    try {
+      snap->geoip = std::make_shared<policy::geoip>(s.geoip_database);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(e.what());
+    }
+  }
+  for (std::size_t i = 0; i < s.acl.rules.size(); ++i) {
+    const auto& r = s.acl.rules[i];
+    if (!r.countries.empty() && !snap->geoip) {
+      throw std::invalid_argument("rule '" + (r.name.empty() ? "rule " + std::to_string(i + 1) : r.name) +
+                                  "' matches countries but no GeoIP database is configured");
+    }
+  }
+  snap->acl = policy::acl(s.acl, snap->geoip);
   return snap;
 }
 

@@ -10,6 +10,9 @@
 #include "auth/user_store.hpp"
 #include "core/address.hpp"
 #include "obs/log.hpp"
+#include "policy/acl.hpp"
+#include "policy/geoip.hpp"
+#include "policy/limits.hpp"
 #include "relay/tcp_relay.hpp"
 #include "upstream/connect.hpp"
 #include "upstream/resolver.hpp"
@@ -38,6 +41,11 @@ struct settings {
   int listen_backlog = 4096;
   timeout_settings timeouts;
   std::vector<auth::credential> users;
+  std::string users_file;          ///< "NAME:SECRET" lines, merged with `users`
+  policy::acl_settings acl;
+  std::string geoip_database;      ///< MaxMind DB for country rules; empty = none
+  policy::limit_settings limits;
+  bool allow_open = false;         ///< silence the "public without auth" warning
   upstream::resolver_options dns;
   upstream::connect_options connect;
   relay::relay_options relay;
@@ -49,10 +57,14 @@ struct snapshot {
   std::uint64_t generation = 0;
   settings source;
   auth::user_store users;
+  std::shared_ptr<const policy::geoip> geoip;
+  policy::acl acl;
+  std::vector<std::string> warnings;  ///< worth telling the operator at load time
 };
 
-/// Builds a snapshot. Throws std::invalid_argument with a message naming
-/// the setting when the settings are inconsistent (start-up/reload only).
+/// Builds a snapshot: reads the users file and the GeoIP database, compiles
+/// the ACL. Throws std::invalid_argument with a message naming the setting
+/// and what is wrong (start-up/reload only; never on an event loop).
 std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generation);
 
 /// The default listen address when none is given.

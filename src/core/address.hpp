@@ -16,6 +16,9 @@ namespace cs::core {
 
 namespace ip = boost::asio::ip;
 
+/// What a client asks the proxy to do (SOCKS CMD).
+enum class command : std::uint8_t { connect, bind, udp_associate };
+
 /// A DNS name as carried by SOCKS (1..255 octets). Fixed capacity: parsing a
 /// request never allocates.
 using domain_name = boost::static_string<255>;

@@ -138,6 +138,15 @@ spdlog::logger& log() {
   return *logger;
 }
 
+void notice(std::string_view message) {
+  auto& l = log();
+  const spdlog::details::log_msg msg(l.name(), spdlog::level::info,
+                                     spdlog::string_view_t(message.data(), message.size()));
+  for (auto& sink : l.sinks()) {
+    sink->log(msg);
+  }
+}
+
 spdlog::level::level_enum level_from_verbosity(int verbose, bool quiet) noexcept {
   if (quiet) {
     return spdlog::level::warn;
@@ -235,6 +244,9 @@ void write_access(const access_record& r) {
     add_json(line, "target", r.target);
     add_json(line, "dialled", r.dialled);
     add_json(line, "route", r.route);
+    if (!r.rule.empty()) {
+      add_json(line, "rule", r.rule);
+    }
     add_json(line, "result", r.result);
     add_json(line, "rep", r.reply < 0 ? std::string_view{} : std::string_view(rep));
     add_json(line, "up", r.bytes_up);
@@ -251,6 +263,10 @@ void write_access(const access_record& r) {
     append_text_value(line, r.dialled);
     line += " route=";
     append_text_value(line, r.route);
+    if (!r.rule.empty()) {
+      line += " rule=";
+      append_text_value(line, r.rule);
+    }
     line += fmt::format(" result={} rep={} up={} down={} duration_ms={:.3f}", r.result, rep, r.bytes_up,
                         r.bytes_down, ms);
   }

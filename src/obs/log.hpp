@@ -29,6 +29,11 @@ void set_level(spdlog::level::level_enum level);
 /// The calling thread's logger.
 spdlog::logger& log();
 
+/// Logs at info level whatever the configured level: start-up and shutdown
+/// facts an operator (or a test harness) always needs, such as the bound
+/// listen addresses, even with -q.
+void notice(std::string_view message);
+
 /// Maps -q / -v counts to a level: -q → warn, 0 → info, 1 → debug, ≥2 → trace.
 spdlog::level::level_enum level_from_verbosity(int verbose, bool quiet) noexcept;
 
@@ -42,6 +47,7 @@ struct access_record {
   std::string target;          ///< as requested, "" if never parsed
   std::string dialled;         ///< address actually connected to, "" if none
   std::string route;           ///< "direct", upstream name, ...
+  std::string rule;            ///< the ACL rule / built-in block that refused it, if any
   std::string_view result;     ///< short outcome ("ok", "refused", "handshake_timeout", ...)
   int reply = -1;              ///< SOCKS REP sent, -1 if none
   std::uint64_t bytes_up = 0;  ///< client → target

@@ -42,6 +42,9 @@ struct alignas(64) worker_metrics {
   counter handshake_failures;   ///< malformed, timed out or closed before a request
   counter auth_success;
   counter auth_failure;
+  counter auth_throttled;          ///< refused without checking: lockout or hashing queue full
+  counter acl_blocked;             ///< requests refused by a rule or built-in block
+  std::array<counter, 8> rejected; ///< connections refused by a limit (policy::refusal)
   std::array<counter, 9> replies;  ///< sessions by SOCKS5 REP sent (0x00..0x08)
   counter bytes_up;                ///< client → target
   counter bytes_down;              ///< target → client

@@ -6,9 +6,12 @@
 #include "server/worker.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+
+#include <fmt/format.h>
 
 #include <csignal>
 #include <memory>
@@ -106,12 +109,17 @@ int run(const config::settings& settings) {
   // Writing to a socket the peer has closed must be an error, not a signal.
   std::signal(SIGPIPE, SIG_IGN);
 
+  for (const auto& w : snap->warnings) {
+    obs::log().warn("{}", w);
+  }
+
+  session::shared_services shared;
   asio::io_context control{1};
   std::vector<std::unique_ptr<worker>> workers;
   std::unique_ptr<shutdown_sequence> shutdown;
   try {
     for (unsigned i = 0; i < cfg.workers; ++i) {
-      workers.push_back(std::make_unique<worker>(i, snap, [&control, &shutdown] {
+      workers.push_back(std::make_unique<worker>(i, snap, shared, [&control, &shutdown] {
         asio::post(control, [&shutdown] { shutdown->worker_drained(); });
       }));
     }
@@ -123,10 +131,21 @@ int run(const config::settings& settings) {
 
   // Every worker listens on every address (SO_REUSEPORT); the kernel spreads
   // connections. With port 0 the first bind picks the port for the rest.
+  // SO_REUSEPORT would also let a second instance (same user) share a port
+  // and silently take half the clients: probe first without it.
   bool public_without_auth = false;
   for (const auto& requested : cfg.listen) {
     tcp::endpoint bound = requested;
     try {
+      if (requested.port() != 0) {
+        tcp::acceptor probe(control);
+        probe.open(requested.protocol());
+        probe.set_option(tcp::acceptor::reuse_address(true));
+        if (requested.address().is_v6()) {
+          probe.set_option(asio::ip::v6_only(true));
+        }
+        probe.bind(requested);  // EADDRINUSE if anyone holds the port, REUSEPORT or not
+      }
       for (auto& w : workers) {
         bound = w->listen(bound, cfg.listen_backlog);
       }
@@ -134,15 +153,27 @@ int run(const config::settings& settings) {
       obs::log().error("cannot listen on {}: {}", core::to_string(requested), e.code().message());
       return 1;
     }
-    obs::log().info("listening on {}", core::to_string(bound));
+    obs::notice("listening on " + core::to_string(bound));
     if (!is_loopback(bound.address()) && snap->users.empty()) {
       public_without_auth = true;
     }
   }
-  if (public_without_auth) {
+  // An open proxy on a public address is how proxies end up abused: say so
+  // loudly at start and every hour, unless the operator said it is intended.
+  asio::steady_timer open_warning(control);
+  std::function<void()> warn_open = [&] {
     obs::log().warn(
         "!!! listening on a non-loopback address WITHOUT authentication: anyone who can reach this port "
-        "can use this proxy. Add --user NAME:PASSWORD.");
+        "can use this proxy. Add --user NAME:PASSWORD (or --allow-open if this is intended).");
+    open_warning.expires_after(std::chrono::hours(1));
+    open_warning.async_wait([&](core::error_code ec) {
+      if (!ec) {
+        warn_open();
+      }
+    });
+  };
+  if (public_without_auth && !cfg.allow_open) {
+    warn_open();
   }
 
   asio::signal_set signals(control, SIGINT, SIGTERM, SIGHUP);
@@ -162,15 +193,15 @@ int run(const config::settings& settings) {
   for (auto& w : workers) {
     w->start();
   }
-  obs::log().info("ready: {} worker(s), {} user(s), version {}", workers.size(), snap->users.size(),
-                  CS_VERSION_STRING);
+  obs::notice(fmt::format("ready: {} worker(s), {} user(s), {} rule(s), version {}", workers.size(),
+                          snap->users.size(), snap->acl.rule_count(), CS_VERSION_STRING));
 
   control.run();
   for (auto& w : workers) {
     w->join();
   }
   workers.clear();
-  obs::log().info("stopped");
+  obs::notice("stopped");
   return 0;
 }
 

@@ -30,11 +30,12 @@ bool out_of_resources(const core::error_code& ec) {
 }
 }  // namespace
 
-worker::worker(unsigned id, std::shared_ptr<const config::snapshot> snap, std::function<void()> on_drained)
+worker::worker(unsigned id, std::shared_ptr<const config::snapshot> snap, session::shared_services& shared,
+               std::function<void()> on_drained)
     : id_(id), on_drained_(std::move(on_drained)), snap_(std::move(snap)),
       buffers_(snap_->source.relay.chunk),
       dns_(std::make_unique<upstream::resolver>(io_.get_executor(), snap_->source.dns)),
-      services_{id_, *dns_, pipes_, buffers_, metrics_},
+      services_{id_, *dns_, pipes_, buffers_, metrics_, auth_cache_, shared},
       work_(io_.get_executor()) {}
 
 worker::~worker() {

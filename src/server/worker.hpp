@@ -30,7 +30,8 @@ class worker {
  public:
   /// `on_drained` is called (from this worker's thread) when the worker is
   /// draining and its last session has ended.
-  worker(unsigned id, std::shared_ptr<const config::snapshot> snap, std::function<void()> on_drained);
+  worker(unsigned id, std::shared_ptr<const config::snapshot> snap, session::shared_services& shared,
+         std::function<void()> on_drained);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -63,6 +64,7 @@ class worker {
   relay::buffer_pool buffers_;
   boost::asio::io_context io_{1};
   std::unique_ptr<upstream::resolver> dns_;
+  auth::verify_cache auth_cache_;
   session::worker_services services_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::list<boost::asio::cancellation_signal> sessions_;  // one per live session

@@ -83,7 +83,7 @@ asio::awaitable<core::error_code> send(tcp::socket& sock, const std::uint8_t* da
   co_return ec;
 }
 
-asio::awaitable<void> socks5(tcp::socket& client, handshake_buffer& buf, const auth::user_store& users,
+asio::awaitable<void> socks5(tcp::socket& client, handshake_buffer& buf, authenticator& auth,
                              handshake_result& out) {
   s5::greeting greeting;
   auto r = co_await read_message(client, buf, [&](core::byte_view in) { return s5::parse_greeting(in, greeting); });
@@ -96,7 +96,7 @@ asio::awaitable<void> socks5(tcp::socket& client, handshake_buffer& buf, const a
   // With users configured, only username/password is acceptable: a client
   // offering only "no auth" is refused, never let through.
   s5::method chosen = s5::method::no_acceptable;
-  if (!users.empty()) {
+  if (auth.required()) {
     if (greeting.offers(s5::method::user_pass)) {
       chosen = s5::method::user_pass;
     }
@@ -126,8 +126,8 @@ asio::awaitable<void> socks5(tcp::socket& client, handshake_buffer& buf, const a
     const auth::user* u = nullptr;
     if (r.is_done()) {
       buf.consume(r.consumed);
-      u = users.verify(std::string_view(creds.username.data(), creds.username.size()),
-                       std::string_view(creds.password.data(), creds.password.size()));
+      u = co_await auth.authenticate(std::string_view(creds.username.data(), creds.username.size()),
+                                     std::string_view(creds.password.data(), creds.password.size()));
     }
     std::array<std::uint8_t, 2> status{};
     const auto status_len = s5::encode_auth_status(u != nullptr, status);
@@ -161,7 +161,7 @@ asio::awaitable<void> socks5(tcp::socket& client, handshake_buffer& buf, const a
   }
 }
 
-asio::awaitable<void> socks4(tcp::socket& client, handshake_buffer& buf, const auth::user_store& users,
+asio::awaitable<void> socks4(tcp::socket& client, handshake_buffer& buf, authenticator& auth,
                              handshake_result& out) {
   s4::request req;
   auto r = co_await read_message(client, buf, [&](core::byte_view in) { return s4::parse_request(in, req); });
@@ -174,7 +174,7 @@ asio::awaitable<void> socks4(tcp::socket& client, handshake_buffer& buf, const a
   out.target = req.dst;
   out.target_known = true;
   out.cmd = req.cmd == s4::command::bind ? command::bind : command::connect;
-  if (!users.empty()) {
+  if (auth.required()) {
     // SOCKS4 cannot carry a password: with users configured it is refused.
     out.ec = core::socks_errc::auth_required;
     out.reply_due = true;
@@ -184,7 +184,7 @@ asio::awaitable<void> socks4(tcp::socket& client, handshake_buffer& buf, const a
 }  // namespace
 
 asio::awaitable<handshake_result> run_handshake(tcp::socket& client, handshake_buffer& buf,
-                                                const auth::user_store& users) {
+                                                authenticator& auth) {
   handshake_result out;
   if (buf.pending().empty()) {
     const auto space = buf.free_space();
@@ -198,11 +198,11 @@ asio::awaitable<handshake_result> run_handshake(tcp::socket& client, handshake_b
   switch (buf.pending()[0]) {
     case s5::version:
       out.proto = client_protocol::socks5;
-      co_await socks5(client, buf, users, out);
+      co_await socks5(client, buf, auth, out);
       break;
     case s4::version:
       out.proto = client_protocol::socks4;
-      co_await socks4(client, buf, users, out);
+      co_await socks4(client, buf, auth, out);
       break;
     default:
       out.ec = core::socks_errc::bad_version;  // not SOCKS: no reply format to answer in

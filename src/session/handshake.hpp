@@ -19,7 +19,7 @@ namespace cs::session {
 using tcp = boost::asio::ip::tcp;
 
 enum class client_protocol : std::uint8_t { unknown, socks4, socks5 };
-enum class command : std::uint8_t { connect, bind, udp_associate };
+using core::command;
 
 std::string_view to_string(client_protocol p) noexcept;
 std::string_view to_string(command c) noexcept;
@@ -53,9 +53,21 @@ struct handshake_result {
   bool reply_due = false;
 };
 
+/// Checks RFC 1929 credentials for the handshake (the session supplies
+/// throttling, caching and off-loop hashing).
+class authenticator {
+ public:
+  virtual ~authenticator() = default;
+  /// Whether credentials are required (users are configured).
+  virtual bool required() const noexcept = 0;
+  /// The user, or nullptr to refuse.
+  virtual boost::asio::awaitable<const auth::user*> authenticate(std::string_view name,
+                                                                 std::string_view password) = 0;
+};
+
 /// Runs the handshake. Never throws for network or protocol errors; the
 /// caller bounds it with the handshake deadline (cancellation).
 boost::asio::awaitable<handshake_result> run_handshake(tcp::socket& client, handshake_buffer& buf,
-                                                       const auth::user_store& users);
+                                                       authenticator& auth);
 
 }  // namespace cs::session

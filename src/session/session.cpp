@@ -10,11 +10,13 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <sodium.h>
 
 #include <chrono>
 
@@ -71,6 +73,9 @@ std::string_view outcome(const core::error_code& ec) {
       case core::socks_errc::host_not_found: return "host_not_found";
       case core::socks_errc::dns_failure: return "dns_failure";
       case core::socks_errc::not_allowed: return "not_allowed";
+      case core::socks_errc::limit_reached: return "limit_reached";
+      case core::socks_errc::command_not_supported: return "command_not_supported";
+      case core::socks_errc::address_type_not_supported: return "address_type_not_supported";
       default: break;
     }
   }
@@ -82,6 +87,68 @@ std::string_view outcome(const core::error_code& ec) {
   }
   return core::reply_name(core::to_reply_code(ec));
 }
+
+// Runs on the hashing pool: argon2 verification must never run on a loop.
+asio::awaitable<const auth::user*> verify_off_loop(std::shared_ptr<const config::snapshot> snap, std::string name,
+                                                   std::string password) {
+  const auth::user* u = snap->users.verify(name, password);
+  sodium_memzero(password.data(), password.size());
+  co_return u;
+}
+
+// RFC 1929 checks for one session: lockouts first, then the store (cheap
+// digests on the loop, argon2 on the pool, with a per-worker cache).
+class session_auth final : public authenticator {
+ public:
+  session_auth(const std::shared_ptr<const config::snapshot>& snap, worker_services& svc,
+               const core::ip::address& client)
+      : snap_(snap), svc_(svc), client_(client) {}
+
+  bool required() const noexcept override { return !snap_->users.empty(); }
+
+  asio::awaitable<const auth::user*> authenticate(std::string_view name, std::string_view password) override {
+    const auto& limits = snap_->source.limits;
+    if (auto why = svc_.shared.limits.auth_allowed(client_, name, limits); why != policy::refusal::none) {
+      svc_.metrics.auth_throttled.inc();
+      obs::log().debug("auth for '{}' from {} refused without checking: {}", name,
+                       core::to_string(client_, 0), policy::to_string(why));
+      co_return nullptr;
+    }
+    const auth::user* u = nullptr;
+    const auto& store = snap_->users;
+    if (!store.needs_slow_check(name)) {
+      u = store.verify(name, password);
+    } else {
+      const auto key = store.cache_key(name, password);
+      u = svc_.auth_cache.find(key, snap_->generation);
+      if (u == nullptr) {
+        if (svc_.shared.hashing.fetch_add(1) >= shared_services::max_hashing) {
+          svc_.shared.hashing.fetch_sub(1);
+          svc_.metrics.auth_throttled.inc();
+          co_return nullptr;  // shed load rather than queue unboundedly
+        }
+        u = co_await asio::co_spawn(svc_.shared.hash_pool,
+                                    verify_off_loop(snap_, std::string(name), std::string(password)),
+                                    asio::use_awaitable);
+        svc_.shared.hashing.fetch_sub(1);
+        if (u != nullptr) {
+          svc_.auth_cache.insert(key, u, snap_->generation);
+        }
+      }
+    }
+    if (u != nullptr) {
+      svc_.shared.limits.auth_succeeded(client_, name);
+    } else {
+      svc_.shared.limits.auth_failed(client_, name, limits);
+    }
+    co_return u;
+  }
+
+ private:
+  const std::shared_ptr<const config::snapshot>& snap_;
+  worker_services& svc_;
+  core::ip::address client_;
+};
 
 }  // namespace
 
@@ -98,11 +165,23 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   obs::access_record rec;
   rec.session = id;
   rec.route = "direct";
+  core::ip::address client_ip;
   {
     core::error_code ec;
     const auto peer = client.remote_endpoint(ec);
+    client_ip = core::unmap(peer.address());
     rec.client = ec ? std::string("?") : core::to_string(peer);
   }
+
+  // ---- admission: connection rate and concurrency limits
+  policy::refusal refused = policy::refusal::none;
+  policy::session_lease lease = svc.shared.limits.admit(client_ip, cfg.limits, refused);
+  if (!lease) {
+    metrics.rejected[static_cast<std::size_t>(refused)].inc();
+    obs::log().debug("connection from {} refused: {}", rec.client, policy::to_string(refused));
+    co_return;  // closed at once: a flood costs us as little as possible
+  }
+
   core::error_code ec;
   core::reply_code reply = core::reply_code::succeeded;
   bool replied = false;
@@ -113,20 +192,20 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   // ---- handshake: protocol, authentication, request (under one deadline)
   auto buf = std::make_unique<handshake_buffer>();
   handshake_result hs;
-  deadline.expires_after(cfg.timeouts.handshake);
-  auto hv = co_await (run_handshake(client, *buf, snap->users) || expiry(deadline));
-  if (hv.index() == 1) {
-    hs.ec = core::socks_errc::handshake_timeout;
-  } else {
-    hs = std::move(std::get<0>(hv));
+  {
+    session_auth auth(snap, svc, client_ip);
+    deadline.expires_after(cfg.timeouts.handshake);
+    auto hv = co_await (run_handshake(client, *buf, auth) || expiry(deadline));
+    if (hv.index() == 1) {
+      hs.ec = core::socks_errc::handshake_timeout;
+    } else {
+      hs = std::move(std::get<0>(hv));
+    }
   }
   rec.proto = to_string(hs.proto);
   rec.command = hs.target_known ? to_string(hs.cmd) : std::string_view("-");
   if (hs.user != nullptr) {
     rec.user = hs.user->name;
-  }
-  if (hs.target_known) {
-    rec.target = core::to_string(hs.target);
   }
   if (hs.proto == client_protocol::socks5) {
     metrics.handshakes_socks5.inc();
@@ -142,17 +221,68 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   if (ec && !hs.reply_due) {
     metrics.handshake_failures.inc();
   }
-
-  // ---- decide: which commands are served and where the connection goes.
-  // Only CONNECT is served so far; BIND and UDP ASSOCIATE are refused.
-  if (!ec && hs.cmd != command::connect) {
-    ec = core::socks_errc::command_not_supported;
+  if (hs.target_known) {
+    // A name that is an IP literal ("127.0.0.1" sent as DOMAIN) is an IP:
+    // IP rules must see it as one.
+    if (const auto* d = hs.target.domain()) {
+      core::error_code lec;
+      const auto literal = core::ip::make_address(std::string_view(d->data(), d->size()), lec);
+      if (!lec) {
+        hs.target.host = core::unmap(literal);
+      }
+    }
+    rec.target = core::to_string(hs.target);
   }
 
-  // ---- dial (under the connect deadline)
+  // ---- per-user concurrency
+  policy::session_lease user_lease;
+  if (!ec && hs.user != nullptr) {
+    user_lease = svc.shared.limits.admit_user(hs.user->name, cfg.limits, refused);
+    if (!user_lease) {
+      metrics.rejected[static_cast<std::size_t>(refused)].inc();
+      ec = core::socks_errc::limit_reached;
+    }
+  }
+
+  // ---- decide: commands served, ACL on the target as requested
+  if (!ec && hs.cmd != command::connect) {
+    ec = core::socks_errc::command_not_supported;  // BIND / UDP ASSOCIATE: not yet
+  }
+  std::string host_name;
+  policy::request_view view;
+  std::string_view blocked_by;
   if (!ec) {
+    view.client = client_ip;
+    view.user = hs.user;
+    view.cmd = hs.cmd;
+    view.port = hs.target.port;
+    if (const auto* d = hs.target.domain()) {
+      host_name = policy::normalise_host(std::string_view(d->data(), d->size()));
+      view.domain = host_name;
+    } else {
+      view.address = *hs.target.ip_address();
+    }
+    const auto verdict = snap->acl.evaluate(view);
+    if (verdict.blocked()) {
+      ec = core::socks_errc::not_allowed;
+      blocked_by = verdict.by;
+    }
+  }
+
+  // ---- dial (under the connect deadline); every resolved address is
+  // checked against the ACL and only allowed ones are dialled.
+  if (!ec) {
+    const upstream::address_check check = [&](const core::ip::address& a) -> core::error_code {
+      view.address = a;
+      const auto verdict = snap->acl.evaluate(view);
+      if (!verdict.allowed()) {
+        blocked_by = verdict.by;
+        return core::socks_errc::not_allowed;
+      }
+      return {};
+    };
     deadline.expires_after(cfg.timeouts.connect);
-    auto dv = co_await (upstream::dial_direct(hs.target, svc.dns, cfg.connect, {}) || expiry(deadline));
+    auto dv = co_await (upstream::dial_direct(hs.target, svc.dns, cfg.connect, check) || expiry(deadline));
     if (dv.index() == 1) {
       ec = core::socks_errc::connect_timeout;
     } else {
@@ -163,6 +293,10 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
         rec.dialled = core::to_string(d.remote);
       }
     }
+  }
+  if (ec == core::socks_errc::not_allowed) {
+    metrics.acl_blocked.inc();
+    rec.rule = std::string(blocked_by);
   }
 
   // ---- reply
@@ -188,8 +322,8 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
       ec = wec;
       moved.bytes_up = n;
     }
-    buf.reset();  // an established tunnel holds no handshake memory
   }
+  buf.reset();  // an established tunnel holds no handshake memory
   if (!ec) {
     relay::tcp_relay relay(client, target, cfg.relay, svc.pipes, svc.buffers);
     const auto early_up = moved.bytes_up;
@@ -203,9 +337,8 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   if (replied) {
     metrics.count_reply(reply);
   }
-  rec.reply = replied ? (hs.proto == client_protocol::socks4
-                             ? static_cast<int>(core::to_socks4_reply(reply))
-                             : static_cast<int>(reply))
+  rec.reply = replied ? (hs.proto == client_protocol::socks4 ? static_cast<int>(core::to_socks4_reply(reply))
+                                                            : static_cast<int>(reply))
                       : -1;
   if (!ec && moved.reason == relay::end_reason::idle_timeout) {
     rec.result = "idle_timeout";

@@ -7,18 +7,31 @@
 // modules (protocol/, auth/, policy/, routing/, upstream/, relay/, obs/) and
 // only this coroutine strings them together.
 
+#include "auth/verify_cache.hpp"
 #include "config/settings.hpp"
 #include "obs/metrics.hpp"
+#include "policy/limits.hpp"
 #include "relay/pools.hpp"
 #include "upstream/resolver.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 
 namespace cs::session {
+
+/// Process-wide services shared by every worker (thread-safe).
+struct shared_services {
+  policy::limits limits;
+  /// Runs argon2 verifications off the event loops.
+  boost::asio::thread_pool hash_pool{2};
+  std::atomic<int> hashing{0};  ///< verifications queued or running
+  static constexpr int max_hashing = 64;
+};
 
 /// Long-lived per-worker services a session borrows. Owned by server/ and
 /// outliving every session on that worker.
@@ -28,6 +41,8 @@ struct worker_services {
   relay::pipe_pool& pipes;
   relay::buffer_pool& buffers;
   obs::worker_metrics& metrics;
+  auth::verify_cache& auth_cache;
+  shared_services& shared;
 };
 
 /// Runs a session to completion on the calling worker's loop. Never throws
