@@ -1,6 +1,7 @@
-// cleversocks: command line → settings → server::run. Nothing else.
+// cleversocks: command line → configuration source → server::run.
 
 #include "auth/user_store.hpp"
+#include "config/loader.hpp"
 #include "config/settings.hpp"
 #include "core/address.hpp"
 #include "core/version.hpp"
@@ -13,11 +14,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
 namespace {
+
+using namespace cs;
 
 int fail(const std::string& message) {
   std::fprintf(stderr, "cleversocks: error: %s\n", message.c_str());
@@ -49,78 +53,133 @@ bool read_password(std::string& out) {
   return ok1 && ok2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  using namespace cs;
-  CLI::App app{"CleverSocks — a secure, clever and fast SOCKS5/SOCKS4 proxy server", "cleversocks"};
-  app.set_version_flag("--version", std::string("cleversocks ") + CS_VERSION_STRING);
-  app.footer(
-      "Examples:\n"
-      "  cleversocks                          listen on 127.0.0.1:1080, no authentication\n"
-      "  cleversocks 0.0.0.0:1080 --user alice:secret\n"
-      "  cleversocks -v [::1]:1080 127.0.0.1:1080");
-
+// What the command line says, applied on top of file and environment at
+// start and again at every reload.
+struct command_line {
   std::vector<std::string> listen;
   int verbose = 0;
   bool quiet = false;
   std::vector<std::string> users;
-  unsigned workers = 0;
-  std::string handshake_timeout = "10s";
-  std::string connect_timeout = "10s";
-  std::string idle_timeout = "1h";
-  std::string drain_timeout = "30s";
-  std::vector<std::string> dns_servers;
-  std::string log_format = "text";
-  std::string relay_mode = "splice";
+  std::vector<std::pair<bool, std::string>> rules;  // (allow?, SPEC) in command-line order
+  std::vector<std::pair<std::string, std::string>> values;  // config key → value, for options given
 
-  app.add_option("listen", listen, "Addresses to listen on: IPv4:PORT or [IPv6]:PORT (default 127.0.0.1:1080)");
-  app.add_flag("-v,--verbose", verbose, "More logging: -v debug, -vv trace (-vvv: same as -vv)");
-  app.add_flag("-q,--quiet", quiet, "Log warnings and errors only (no access log)");
-  app.add_option("--user", users, "Require authentication; add user NAME:PASSWORD (repeatable)");
-  app.add_option("-w,--workers", workers, "Event-loop threads (default: one per available core)");
-  app.add_option("--handshake-timeout", handshake_timeout, "Deadline from accept to a complete request")
-      ->capture_default_str();
-  app.add_option("--connect-timeout", connect_timeout, "Deadline to resolve and connect to the target")
-      ->capture_default_str();
-  app.add_option("--idle-timeout", idle_timeout, "Close a tunnel after this long without traffic (0: never)")
-      ->capture_default_str();
-  app.add_option("--drain-timeout", drain_timeout, "On SIGTERM/SIGINT, time open tunnels get to finish")
-      ->capture_default_str();
-  app.add_option("--dns-server", dns_servers, "DNS server IP[:PORT] (repeatable; default: /etc/resolv.conf)");
-  app.add_option("--log-format", log_format, "Log format")
-      ->check(CLI::IsMember({"text", "json"}))
-      ->capture_default_str();
-  app.add_option("--relay", relay_mode, "Relay engine: splice (zero-copy) or copy")
-      ->check(CLI::IsMember({"splice", "copy"}))
-      ->capture_default_str();
+  void apply(config::settings& s, std::vector<config::diagnostic>& errors) const {
+    auto err = [&](const std::string& option, const std::string& message) {
+      errors.push_back({"command line", 0, 0, option, message});
+    };
+    if (!listen.empty()) {
+      s.listen.clear();
+      for (const auto& text : listen) {
+        core::ip::tcp::endpoint ep;
+        if (!core::parse_endpoint(text, ep)) {
+          err(text, "invalid listen address (expected IPv4:PORT or [IPv6]:PORT)");
+          continue;
+        }
+        s.listen.push_back({ep, config::proxy_protocol_mode::off});
+      }
+    }
+    for (const auto& [key, value] : values) {
+      if (auto e = config::set_value(s, key, value); !e.empty()) {
+        err("--" + key, e + " (got '" + value + "')");
+      }
+    }
+    if (quiet) {
+      s.log.level = spdlog::level::warn;
+    } else if (verbose > 0) {
+      s.log.level = obs::level_from_verbosity(verbose, false);
+    }
+    for (const auto& text : users) {
+      auth::credential c;
+      if (!auth::parse_credential(text, c) || c.name.empty()) {
+        err("--user", "invalid '" + text.substr(0, text.find(':')) + "' (expected NAME:PASSWORD)");
+        continue;
+      }
+      s.users.push_back(std::move(c));
+    }
+    // Command-line rules come first: they take precedence over the file's.
+    std::vector<policy::rule> cli_rules;
+    for (const auto& [allow, spec] : rules) {
+      policy::rule r;
+      if (auto e = policy::parse_rule_spec(spec, allow ? policy::action::allow : policy::action::block, r);
+          !e.empty()) {
+        err(allow ? "--allow" : "--deny", "'" + spec + "': " + e);
+        continue;
+      }
+      cli_rules.push_back(std::move(r));
+    }
+    s.acl.rules.insert(s.acl.rules.begin(), cli_rules.begin(), cli_rules.end());
+  }
+};
 
-  // Access control and limits (see README "Access control").
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"CleverSocks — a secure, clever and fast SOCKS5/SOCKS4 proxy server", "cleversocks"};
+  app.set_version_flag("--version", std::string("cleversocks ") + CS_VERSION_STRING);
+  app.footer(
+      "Every configuration key can also be set in a YAML file (-c, see config.example.yaml) or from the\n"
+      "environment (CLEVERSOCKS_<KEY>); the command line wins over both.\n\n"
+      "Examples:\n"
+      "  cleversocks                          listen on 127.0.0.1:1080, no authentication\n"
+      "  cleversocks 0.0.0.0:1080 --user alice:secret\n"
+      "  cleversocks -v [::1]:1080 127.0.0.1:1080\n"
+      "  cleversocks -c /etc/cleversocks/config.yaml --check-config");
+
+  command_line cl;
+  std::string config_file;
+  bool check_config = false;
+  bool print_config = false;
   std::vector<std::string> allow_specs;
   std::vector<std::string> deny_specs;
-  std::string default_action = "allow";
-  std::string geoip;
-  std::string users_file;
-  bool allow_open = false;
-  config::settings s;
+
+  // Options that set one configuration key (key, option names, help).
+  struct keyed {
+    const char* key;
+    const char* names;
+    const char* help;
+    std::string value;
+    CLI::Option* opt = nullptr;
+  };
+  std::vector<keyed> keyed_options = {
+      {"workers", "-w,--workers", "Event-loop threads (default: one per available core)"},
+      {"timeouts.handshake", "--handshake-timeout", "Deadline from accept to a complete request (10s)"},
+      {"timeouts.connect", "--connect-timeout", "Deadline to resolve and connect to the target (10s)"},
+      {"timeouts.idle", "--idle-timeout", "Close a tunnel after this long without traffic; 0 never (1h)"},
+      {"timeouts.drain", "--drain-timeout", "On SIGTERM/SIGINT, time open tunnels get to finish (30s)"},
+      {"dns.servers", "--dns-server", "DNS servers IP[:PORT], comma-separated (default: /etc/resolv.conf)"},
+      {"log.format", "--log-format", "Log format: text or json"},
+      {"relay.mode", "--relay", "Relay engine: splice (zero-copy) or copy"},
+      {"acl.default", "--default-action", "When no ACL rule matches: allow or deny"},
+      {"geoip.database", "--geoip", "MaxMind DB (GeoLite2 Country/City) for country rules"},
+      {"users_file", "--users-file", "File of NAME:PASSWORD or NAME:$argon2id$... lines"},
+      {"limits.max_sessions", "--max-sessions", "Concurrent sessions in all (0: unlimited)"},
+      {"limits.max_sessions_per_ip", "--max-sessions-per-ip", "Concurrent sessions per client IP"},
+      {"limits.max_sessions_per_user", "--max-sessions-per-user", "Concurrent sessions per user"},
+      {"limits.rate_per_ip", "--rate-per-ip", "New connections per second per client IP"},
+      {"limits.burst_per_ip", "--burst-per-ip", "Burst for --rate-per-ip (default 2x rate)"},
+      {"auth.lockout_after", "--auth-lockout-after", "Failed logins (per IP, per user) before a lockout; 0 never (5)"},
+      {"admin.listen", "--admin-listen", "Admin HTTP address for /metrics, /health, /ready, /api (127.0.0.1:9090)"},
+  };
+
+  app.add_option("listen", cl.listen, "Addresses to listen on: IPv4:PORT or [IPv6]:PORT (default 127.0.0.1:1080)");
+  app.add_option("-c,--config", config_file,
+                 "YAML configuration file (default: $CLEVERSOCKS_CONFIG, else /etc/cleversocks/config.yaml if it exists)");
+  app.add_flag("--check-config", check_config, "Validate the configuration and exit (non-zero on errors)");
+  app.add_flag("--print-config", print_config, "Print the effective configuration as YAML and exit");
+  app.add_flag("-v,--verbose", cl.verbose, "More logging: -v debug, -vv trace");
+  app.add_flag("-q,--quiet", cl.quiet, "Log warnings and errors only (no access log)");
+  app.add_option("--user", cl.users, "Require authentication; add user NAME:PASSWORD (repeatable)");
   auto* allow_opt = app.add_option("--allow", allow_specs,
-                                   "Allow rule: DEST[:PORTS] or 'key=value ...' (repeatable; first match wins, "
-                                   "in command-line order with --deny)");
-  auto* deny_opt = app.add_option("--deny", deny_specs, "Deny rule, same SPEC as --allow (repeatable)");
-  app.add_option("--default-action", default_action, "When no rule matches")
-      ->check(CLI::IsMember({"allow", "deny"}))
-      ->capture_default_str();
-  app.add_option("--geoip", geoip, "MaxMind DB (GeoLite2 Country/City) for country= rules");
-  app.add_option("--users-file", users_file, "File of NAME:PASSWORD or NAME:$argon2id$... lines");
-  app.add_flag("--allow-open", allow_open, "Do not warn about listening publicly without authentication");
-  app.add_option("--max-sessions", s.limits.max_sessions, "Concurrent sessions in all (0: unlimited)");
-  app.add_option("--max-sessions-per-ip", s.limits.max_sessions_per_ip, "Concurrent sessions per client IP");
-  app.add_option("--max-sessions-per-user", s.limits.max_sessions_per_user, "Concurrent sessions per user");
-  app.add_option("--rate-per-ip", s.limits.connection_rate_per_ip, "New connections per second per client IP");
-  app.add_option("--burst-per-ip", s.limits.connection_burst_per_ip, "Burst for --rate-per-ip (default 2x rate)");
-  app.add_option("--auth-lockout-after", s.limits.auth_failures_before_lockout,
-                 "Failed logins (per IP, per user) before an exponential lockout (0: never)")
-      ->capture_default_str();
+                                   "ACL allow rule: DEST[:PORTS] or 'key=value ...' (repeatable; first match wins, "
+                                   "in command-line order with --deny, before the file's rules)");
+  auto* deny_opt = app.add_option("--deny", deny_specs, "ACL deny rule, same SPEC as --allow (repeatable)");
+  for (auto& k : keyed_options) {
+    k.opt = app.add_option(k.names, k.value, k.help);
+  }
+  bool allow_open = false;
+  bool no_admin = false;
+  auto* allow_open_opt = app.add_flag("--allow-open", allow_open, "Do not warn about listening publicly without users");
+  auto* no_admin_opt = app.add_flag("--no-admin", no_admin, "Do not start the admin HTTP listener");
 
   auto* passwd = app.add_subcommand("passwd", "Print an argon2id hash of a password read from stdin, for --users-file");
   std::string passwd_user;
@@ -150,75 +209,62 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  s.log.level = obs::level_from_verbosity(verbose, quiet);
-  s.log.format = log_format == "json" ? obs::log_format::json : obs::log_format::text;
-  obs::init_logging(s.log);
-
-  for (const auto& text : listen) {
-    core::ip::tcp::endpoint ep;
-    if (!core::parse_endpoint(text, ep)) {
-      return fail("invalid listen address '" + text + "' (expected IPv4:PORT or [IPv6]:PORT)");
-    }
-    s.listen.push_back(ep);
-  }
-  for (const auto& text : users) {
-    auth::credential c;
-    if (!auth::parse_credential(text, c) || c.name.empty()) {
-      return fail("invalid --user '" + text.substr(0, text.find(':')) + "' (expected NAME:PASSWORD)");
-    }
-    s.users.push_back(std::move(c));
-  }
-  s.workers = workers;
-  struct {
-    const char* name;
-    const std::string& text;
-    std::chrono::milliseconds& out;
-  } durations[] = {
-      {"--handshake-timeout", handshake_timeout, s.timeouts.handshake},
-      {"--connect-timeout", connect_timeout, s.timeouts.connect},
-      {"--idle-timeout", idle_timeout, s.timeouts.idle},
-      {"--drain-timeout", drain_timeout, s.timeouts.drain},
-  };
-  for (auto& d : durations) {
-    if (!config::parse_duration(d.text, d.out)) {
-      return fail(std::string("invalid ") + d.name + " '" + d.text + "' (e.g. 10, 1.5, 500ms, 2s, 1m)");
+  for (const auto& k : keyed_options) {
+    if (k.opt->count() > 0) {
+      cl.values.emplace_back(k.key, k.value);
     }
   }
-  s.relay.idle_timeout = s.timeouts.idle;
-  s.relay.mode = relay_mode == "copy" ? relay::relay_mode::copy : relay::relay_mode::splice;
-  for (const auto& text : dns_servers) {
-    core::ip::udp::endpoint ep;
-    core::ip::tcp::endpoint tcp_ep;
-    boost::system::error_code ec;
-    const auto addr = core::ip::make_address(text, ec);
-    if (!ec) {
-      ep = {addr, 53};
-    } else if (core::parse_endpoint(text, tcp_ep, false)) {
-      ep = {tcp_ep.address(), tcp_ep.port()};
-    } else {
-      return fail("invalid --dns-server '" + text + "' (expected IP or IP:PORT)");
-    }
-    s.dns.servers.push_back(ep);
+  if (allow_open_opt->count() > 0) {
+    cl.values.emplace_back("allow_open", "true");
+  }
+  if (no_admin_opt->count() > 0) {
+    cl.values.emplace_back("admin.enabled", "false");
   }
   // Rules keep their command-line order across --allow and --deny.
   std::size_t next_allow = 0;
   std::size_t next_deny = 0;
   for (const CLI::Option* opt : app.parse_order()) {
-    const bool is_allow = opt == allow_opt;
-    if (!is_allow && opt != deny_opt) {
-      continue;
+    if (opt == allow_opt) {
+      cl.rules.emplace_back(true, allow_specs.at(next_allow++));
+    } else if (opt == deny_opt) {
+      cl.rules.emplace_back(false, deny_specs.at(next_deny++));
     }
-    const std::string& spec = is_allow ? allow_specs.at(next_allow++) : deny_specs.at(next_deny++);
-    policy::rule r;
-    if (auto err = policy::parse_rule_spec(spec, is_allow ? policy::action::allow : policy::action::block, r);
-        !err.empty()) {
-      return fail(std::string(is_allow ? "--allow" : "--deny") + " '" + spec + "': " + err);
-    }
-    s.acl.rules.push_back(std::move(r));
   }
-  s.acl.default_action = default_action == "deny" ? policy::action::block : policy::action::allow;
-  s.geoip_database = geoip;
-  s.users_file = users_file;
-  s.allow_open = allow_open;
-  return server::run(s);
+
+  config::source source;
+  source.env = config::cleversocks_environment();
+  if (!config_file.empty()) {
+    source.file = config_file;
+  } else if (auto it = source.env.find("CLEVERSOCKS_CONFIG"); it != source.env.end() && !it->second.empty()) {
+    source.file = it->second;
+  } else if (std::error_code ec; std::filesystem::exists("/etc/cleversocks/config.yaml", ec)) {
+    source.file = "/etc/cleversocks/config.yaml";
+  }
+  source.command_line = [cl](config::settings& s, std::vector<config::diagnostic>& errors) { cl.apply(s, errors); };
+
+  if (check_config || print_config) {
+    std::vector<config::diagnostic> errors;
+    const auto s = source.load(errors);
+    if (errors.empty()) {
+      try {
+        (void)config::compile(s, 1);
+      } catch (const std::exception& e) {
+        errors.push_back({source.file, 0, 0, "", e.what()});
+      }
+    }
+    for (const auto& e : errors) {
+      std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    }
+    if (!errors.empty()) {
+      std::fprintf(stderr, "cleversocks: %zu error(s) in the configuration\n", errors.size());
+      return 2;
+    }
+    if (print_config) {
+      std::printf("%s", config::to_yaml(s).c_str());
+    } else {
+      std::printf("configuration OK%s%s\n", source.file.empty() ? "" : ": ", source.file.c_str());
+    }
+    return 0;
+  }
+  return server::run(source);
 }

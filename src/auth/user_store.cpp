@@ -89,6 +89,15 @@ digest user_store::keyed2(std::string_view domain, std::string_view a, std::stri
   return out;
 }
 
+std::vector<const user*> user_store::all() const {
+  std::vector<const user*> out;
+  out.reserve(users_.size());
+  for (const auto& [key, e] : users_) {
+    out.push_back(e.u.get());
+  }
+  return out;
+}
+
 bool user_store::needs_slow_check(std::string_view name) const noexcept {
   const auto it = users_.find(keyed("user", name));
   return it != users_.end() ? !it->second.hash.empty() : !dummy_hash_.empty();

@@ -50,6 +50,8 @@ class user_store {
   bool empty() const noexcept { return users_.empty(); }
   std::size_t size() const noexcept { return users_.size(); }
   std::size_t plaintext_count() const noexcept { return plaintext_; }
+  /// Every user (pointers live as long as the store).
+  std::vector<const user*> all() const;
 
   /// The user if `name` exists and `password` matches; nullptr otherwise.
   /// May take tens of milliseconds when argon2 hashes are involved.

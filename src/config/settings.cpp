@@ -11,10 +11,6 @@
 
 namespace cs::config {
 
-core::ip::tcp::endpoint default_listen_endpoint() {
-  return {core::ip::make_address_v4("127.0.0.1"), 1080};
-}
-
 unsigned available_cores() noexcept {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -33,8 +29,10 @@ std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generat
   snap->generation = generation;
   snap->source = s;
   if (snap->source.listen.empty()) {
-    snap->source.listen.push_back(default_listen_endpoint());
+    throw std::invalid_argument("listen: at least one address is needed");
   }
+  // The relay's idle deadline is the configured tunnel idle timeout.
+  snap->source.relay.idle_timeout = s.timeouts.idle;
   if (snap->source.workers == 0) {
     snap->source.workers = available_cores();
   }
@@ -85,7 +83,24 @@ std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generat
     }
   }
   snap->acl = policy::acl(s.acl, snap->geoip);
+
+  auto& reg = obs::global_registry();
+  for (const auto& r : snap->acl.settings().rules) {
+    snap->acl_block_counters[r.name] = reg.acl_blocks.get(r.name);
+  }
+  for (std::string_view b : policy::acl::builtin_names()) {
+    snap->acl_block_counters[b] = reg.acl_blocks.get(b);
+  }
+  snap->acl_block_counters["default"] = reg.acl_blocks.get("default");
+  for (const auto* u : snap->users.all()) {
+    snap->user_counters[u] = reg.user(u->name);
+  }
   return snap;
+}
+
+obs::shared_counter* snapshot::acl_counter(std::string_view rule) const {
+  const auto it = acl_block_counters.find(rule);
+  return it != acl_block_counters.end() ? it->second : nullptr;
 }
 
 bool parse_duration(std::string_view text, std::chrono::milliseconds& out) {

@@ -10,6 +10,7 @@
 #include "auth/user_store.hpp"
 #include "core/address.hpp"
 #include "obs/log.hpp"
+#include "obs/metrics.hpp"
 #include "policy/acl.hpp"
 #include "policy/geoip.hpp"
 #include "policy/limits.hpp"
@@ -22,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace cs::config {
@@ -35,21 +37,92 @@ struct timeout_settings {
   std::chrono::milliseconds drain = 30s;      ///< SIGTERM: time open tunnels get to finish
 };
 
+/// Whether a listener expects a PROXY protocol header (HAProxy) before SOCKS.
+enum class proxy_protocol_mode : std::uint8_t { off, v1, v2, any };
+
+struct listener_settings {
+  core::ip::tcp::endpoint endpoint;
+  proxy_protocol_mode proxy_protocol = proxy_protocol_mode::off;
+  friend bool operator==(const listener_settings&, const listener_settings&) = default;
+};
+
+struct admin_settings {
+  bool enabled = true;
+  core::ip::tcp::endpoint listen{core::ip::make_address_v4("127.0.0.1"), 9090};
+};
+
+struct run_as_settings {
+  std::string user;   ///< empty: keep the starting user
+  std::string group;  ///< empty: the user's primary group
+};
+
+/// One `forwarding:` entry (seeds/000). Compiled by routing/.
+struct forwarding_rule {
+  std::string match;                  ///< "HOST_PATTERN:PORT_PATTERN"
+  std::vector<std::string> upstream;  ///< hops (names or URLs), "pool:NAME", "direct" or "block"
+  std::string remote;                 ///< rewrite of the target sent upstream
+  std::string redirect;               ///< HOST:PORT to connect to instead
+  std::vector<std::string> src;       ///< client CIDRs
+  std::vector<std::string> users;
+  std::vector<std::string> dst;       ///< destination CIDRs (on the resolved address)
+  std::vector<std::string> countries;
+  std::string bind;                   ///< egress source address for direct dials
+  std::string prefer;                 ///< egress family preference for direct dials
+};
+
+struct health_check_settings {
+  std::chrono::milliseconds interval = 10s;
+  std::chrono::milliseconds timeout = 3s;
+  std::string kind = "connect";  ///< connect | socks5
+  std::string target;            ///< HOST:PORT for socks5 probes
+};
+
+struct pool_settings {
+  bool enabled = false;
+  std::string source;                ///< proxybroker2 JSON or one URL per line
+  std::vector<std::string> members;  ///< inline upstream URLs
+  std::string strategy = "round_robin";
+  std::string hash_key = "client_ip";
+  unsigned max_tries = 3;
+  health_check_settings health_check;
+};
+
+struct port_forward_settings {
+  core::ip::tcp::endpoint listen;
+  std::string target;            ///< HOST:PORT
+  std::vector<std::string> via;  ///< hops, "pool:NAME", or empty for direct
+};
+
+struct udp_settings {
+  std::string advertise_address;
+};
+
 struct settings {
-  std::vector<core::ip::tcp::endpoint> listen;  ///< empty → 127.0.0.1:1080
-  unsigned workers = 0;                         ///< 0 → one per available core
+  std::vector<listener_settings> listen{{default_listen_endpoint_value(), proxy_protocol_mode::off}};
+  unsigned workers = 0;  ///< 0 → one per available core
   int listen_backlog = 4096;
-  timeout_settings timeouts;
+  bool allow_open = false;  ///< silence the "public without auth" warning
+  run_as_settings run_as;
   std::vector<auth::credential> users;
-  std::string users_file;          ///< "NAME:SECRET" lines, merged with `users`
+  std::string users_file;  ///< "NAME:SECRET" lines, merged with `users`
   policy::acl_settings acl;
-  std::string geoip_database;      ///< MaxMind DB for country rules; empty = none
+  std::string geoip_database;  ///< MaxMind DB for country rules; empty = none
   policy::limit_settings limits;
-  bool allow_open = false;         ///< silence the "public without auth" warning
+  timeout_settings timeouts;
   upstream::resolver_options dns;
   upstream::connect_options connect;
   relay::relay_options relay;
   obs::log_settings log;
+  admin_settings admin;
+  std::vector<std::pair<std::string, std::string>> upstreams;  ///< name → URL, in file order
+  std::vector<forwarding_rule> forwarding;
+  pool_settings proxy_pool;
+  std::vector<port_forward_settings> port_forward;
+  udp_settings udp;
+
+  static core::ip::tcp::endpoint default_listen_endpoint_value() {
+    return {core::ip::make_address_v4("127.0.0.1"), 1080};
+  }
 };
 
 /// What sessions read. Immutable; shared across threads by shared_ptr.
@@ -60,15 +133,18 @@ struct snapshot {
   std::shared_ptr<const policy::geoip> geoip;
   policy::acl acl;
   std::vector<std::string> warnings;  ///< worth telling the operator at load time
+  /// Metric counters resolved at compile time, so sessions never look up a
+  /// registry: ACL blocks by rule name, totals by user.
+  std::unordered_map<std::string_view, obs::shared_counter*> acl_block_counters;
+  std::unordered_map<const auth::user*, obs::user_counters*> user_counters;
+
+  obs::shared_counter* acl_counter(std::string_view rule) const;
 };
 
 /// Builds a snapshot: reads the users file and the GeoIP database, compiles
 /// the ACL. Throws std::invalid_argument with a message naming the setting
 /// and what is wrong (start-up/reload only; never on an event loop).
 std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generation);
-
-/// The default listen address when none is given.
-core::ip::tcp::endpoint default_listen_endpoint();
 
 /// Number of cores this process may run on (sched_getaffinity), at least 1.
 unsigned available_cores() noexcept;

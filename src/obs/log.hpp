@@ -17,7 +17,8 @@ enum class log_format : std::uint8_t { text, json };
 struct log_settings {
   spdlog::level::level_enum level = spdlog::level::info;
   log_format format = log_format::text;
-  int fd = 2;  ///< where records go (stderr)
+  bool access_log = true;  ///< one record per session at info level
+  int fd = 2;              ///< where records go (stderr)
 };
 
 /// Configures logging for the process. Call once, before starting threads.

@@ -7,7 +7,14 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace cs::obs {
 
@@ -32,14 +39,47 @@ class gauge {
   std::atomic<std::int64_t> v_{0};
 };
 
+/// Fixed-bucket histogram with a single writer thread. Bounds are upper
+/// limits in seconds; observations are kept in microseconds for the sum.
+class histogram {
+ public:
+  static constexpr std::array<double, 14> bounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                    0.1,    0.25,  0.5,    1.0,   2.5,  10.0,  60.0};
+  void observe(std::chrono::microseconds d) noexcept {
+    const double s = static_cast<double>(d.count()) / 1e6;
+    std::size_t i = 0;
+    while (i < bounds.size() && s > bounds[i]) {
+      ++i;
+    }
+    buckets_[i].inc();  // the last bucket is +Inf
+    sum_us_.inc(static_cast<std::uint64_t>(d.count() < 0 ? 0 : d.count()));
+  }
+  std::uint64_t bucket(std::size_t i) const noexcept { return buckets_[i].value(); }
+  std::uint64_t sum_us() const noexcept { return sum_us_.value(); }
+
+ private:
+  std::array<counter, bounds.size() + 1> buckets_{};
+  counter sum_us_;
+};
+
+/// A counter that any thread may increment (atomic add). For events off the
+/// per-byte path — ACL blocks by rule, per-user totals at session end.
+class shared_counter {
+ public:
+  void inc(std::uint64_t n = 1) noexcept { v_.fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t value() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
 /// One worker's shard of the session metrics.
 struct alignas(64) worker_metrics {
   counter connections_accepted;
   counter accept_errors;
   gauge sessions_active;
-  counter handshakes_socks5;
-  counter handshakes_socks4;
-  counter handshake_failures;   ///< malformed, timed out or closed before a request
+  /// handshakes by [version: unknown, socks4, socks5][result: ok, error, timeout]
+  std::array<std::array<counter, 3>, 3> handshakes;
   counter auth_success;
   counter auth_failure;
   counter auth_throttled;          ///< refused without checking: lockout or hashing queue full
@@ -49,6 +89,8 @@ struct alignas(64) worker_metrics {
   counter bytes_up;                ///< client → target
   counter bytes_down;              ///< target → client
   counter session_exceptions;      ///< sessions that ended by an unexpected exception (a bug)
+  histogram session_duration;
+  histogram connect_duration;
 
   void count_reply(core::reply_code rc) noexcept {
     const auto i = static_cast<std::size_t>(rc);
@@ -57,5 +99,44 @@ struct alignas(64) worker_metrics {
     }
   }
 };
+
+/// Counters keyed by a name that comes from configuration (ACL rule names,
+/// user names). Created on the control thread when a configuration is
+/// compiled, then incremented by pointer from any thread; they survive
+/// reloads, so a rule keeps its count across them. Bounded: at most
+/// `max_names` distinct names per family, then "_other".
+class named_counters {
+ public:
+  explicit named_counters(std::size_t max_names = 1000) : max_(max_names) {}
+  /// The counter for `name` (stable address for the life of the process).
+  shared_counter* get(std::string_view name);
+  /// (name, value) pairs in name order, for the scrape.
+  std::vector<std::pair<std::string, std::uint64_t>> values() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<shared_counter>, std::less<>> counters_;
+  std::size_t max_;
+};
+
+/// Per-user totals (sessions, bytes each way).
+struct user_counters {
+  shared_counter sessions;
+  shared_counter bytes_up;
+  shared_counter bytes_down;
+};
+
+/// Process-wide metric families whose labels come from configuration.
+struct registry {
+  named_counters acl_blocks;
+  std::mutex users_mu;
+  std::map<std::string, std::unique_ptr<user_counters>, std::less<>> users;  ///< bounded like named_counters
+  shared_counter config_reloads_success;
+  shared_counter config_reloads_failure;
+
+  user_counters* user(std::string_view name);
+};
+
+registry& global_registry();
 
 }  // namespace cs::obs

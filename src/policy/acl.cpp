@@ -71,6 +71,13 @@ bool specific_enough(const rule* allowed_by, const core::ip::address& a, const c
 
 }  // namespace
 
+std::span<const std::string_view> acl::builtin_names() noexcept {
+  static constexpr std::string_view names[] = {
+      "builtin:metadata", "builtin:loopback",  "builtin:private",   "builtin:link_local", "builtin:cgnat",
+      "builtin:unique_local", "builtin:unspecified", "builtin:multicast", "builtin:reserved", "builtin:smtp"};
+  return names;
+}
+
 acl::acl() : acl(acl_settings{}) {}
 
 acl::acl(acl_settings settings, std::shared_ptr<const geoip> geo)

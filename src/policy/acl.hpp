@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -124,10 +125,17 @@ class acl {
  public:
   acl();  ///< default rules: allow, every built-in block on
   explicit acl(acl_settings settings, std::shared_ptr<const geoip> geo = nullptr);
+  // Compiled rules point into settings_: moving keeps them valid, copying would not.
+  acl(const acl&) = delete;
+  acl& operator=(const acl&) = delete;
+  acl(acl&&) noexcept = default;
+  acl& operator=(acl&&) noexcept = default;
 
   decision evaluate(const request_view& r) const noexcept;
 
   const acl_settings& settings() const noexcept { return settings_; }
+  /// Names of the built-in blocks as they appear in decisions.
+  static std::span<const std::string_view> builtin_names() noexcept;
   std::size_t rule_count() const noexcept { return compiled_.size(); }
 
  private:

@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <exception>
@@ -43,35 +44,56 @@ worker::~worker() {
     stop();
     join();
   }
-  acceptors_.clear();
+  listeners_.clear();
   // Completes what is left in the loop (nothing, after a clean drain) so no
   // frame outlives the services it borrows.
   io_.restart();
   io_.poll();
 }
 
-tcp::endpoint worker::listen(const tcp::endpoint& ep, int backlog) {
-  auto acc = std::make_unique<tcp::acceptor>(io_);
-  acc->open(ep.protocol());
-  acc->set_option(tcp::acceptor::reuse_address(true));
+tcp::endpoint worker::listen(const config::listener_settings& l, int backlog) {
+  const auto& ep = l.endpoint;
+  auto li = std::make_unique<listener>(listener{tcp::acceptor(io_), l.proxy_protocol});
+  auto& acc = li->acceptor;
+  acc.open(ep.protocol());
+  acc.set_option(tcp::acceptor::reuse_address(true));
   const int one = 1;
-  if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+  if (::setsockopt(acc.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
     throw boost::system::system_error(core::error_code(errno, boost::system::system_category()),
                                       "SO_REUSEPORT");
   }
   if (ep.address().is_v6()) {
-    acc->set_option(asio::ip::v6_only(true));  // [::] means IPv6 only; list 0.0.0.0 for IPv4
+    acc.set_option(asio::ip::v6_only(true));  // [::] means IPv6 only; list 0.0.0.0 for IPv4
   }
-  acc->bind(ep);
-  acc->listen(backlog);
-  const auto bound = acc->local_endpoint();
-  acceptors_.push_back(std::move(acc));
+  acc.bind(ep);
+  acc.listen(backlog);
+  const auto bound = acc.local_endpoint();
+  listeners_.push_back(std::move(li));
   return bound;
 }
 
+tcp::endpoint worker::adopt(int fd, config::proxy_protocol_mode pp) {
+  const int copy = ::dup(fd);
+  if (copy < 0) {
+    throw boost::system::system_error(core::error_code(errno, boost::system::system_category()), "dup");
+  }
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(copy, reinterpret_cast<sockaddr*>(&ss), &len);
+  auto li = std::make_unique<listener>(listener{tcp::acceptor(io_), pp});
+  li->acceptor.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), copy);
+  const auto bound = li->acceptor.local_endpoint();
+  listeners_.push_back(std::move(li));
+  return bound;
+}
+
+void worker::set_snapshot(std::shared_ptr<const config::snapshot> snap) {
+  asio::post(io_, [this, snap = std::move(snap)]() mutable { snap_ = std::move(snap); });
+}
+
 void worker::start() {
-  for (auto& acc : acceptors_) {
-    asio::co_spawn(io_, accept_loop(*acc), [](std::exception_ptr e) {
+  for (auto& li : listeners_) {
+    asio::co_spawn(io_, accept_loop(*li), [](std::exception_ptr e) {
       if (e) {
         try {
           std::rethrow_exception(e);
@@ -86,7 +108,8 @@ void worker::start() {
   });
 }
 
-asio::awaitable<void> worker::accept_loop(tcp::acceptor& acceptor) {
+asio::awaitable<void> worker::accept_loop(listener& l) {
+  auto& acceptor = l.acceptor;
   asio::steady_timer backoff(io_);
   for (;;) {
     auto [ec, sock] = co_await acceptor.async_accept(nothrow);
@@ -109,16 +132,16 @@ asio::awaitable<void> worker::accept_loop(tcp::acceptor& acceptor) {
     metrics_.connections_accepted.inc();
     core::error_code ignored;
     sock.set_option(tcp::no_delay(true), ignored);
-    spawn_session(std::move(sock));
+    spawn_session(std::move(sock), l.proxy_protocol);
   }
 }
 
-void worker::spawn_session(tcp::socket sock) {
+void worker::spawn_session(tcp::socket sock, config::proxy_protocol_mode pp) {
   const auto id = next_session_id.fetch_add(1, std::memory_order_relaxed);
   auto it = sessions_.emplace(sessions_.end());
   active_.fetch_add(1, std::memory_order_relaxed);
   metrics_.sessions_active.add();
-  asio::co_spawn(io_, session::run(std::move(sock), snap_, services_, id),
+  asio::co_spawn(io_, session::run(std::move(sock), snap_, services_, id, pp),
                  asio::bind_cancellation_slot(it->slot(), [this, it, id](std::exception_ptr e) {
                    if (e) {
                      metrics_.session_exceptions.inc();
@@ -145,9 +168,9 @@ void worker::session_ended(std::list<asio::cancellation_signal>::iterator it) {
 void worker::drain() {
   asio::post(io_, [this] {
     draining_ = true;
-    for (auto& acc : acceptors_) {
+    for (auto& li : listeners_) {
       core::error_code ignored;
-      acc->close(ignored);
+      li->acceptor.close(ignored);
     }
     if (active_.load(std::memory_order_relaxed) == 0 && on_drained_) {
       on_drained_();

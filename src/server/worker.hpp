@@ -36,9 +36,15 @@ class worker {
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
-  /// Opens, binds and listens on `ep` in this worker's loop. Throws
+  /// Opens, binds and listens on `l.endpoint` in this worker's loop. Throws
   /// boost::system::system_error (start-up only). Returns the bound endpoint.
-  tcp::endpoint listen(const tcp::endpoint& ep, int backlog);
+  tcp::endpoint listen(const config::listener_settings& l, int backlog);
+  /// Accepts on an already listening socket (socket activation); takes a
+  /// duplicate of `fd`.
+  tcp::endpoint adopt(int fd, config::proxy_protocol_mode pp);
+
+  /// New sessions use `snap` from now on; running ones keep theirs.
+  void set_snapshot(std::shared_ptr<const config::snapshot> snap);
 
   void start();             ///< starts the thread and the accept loops
   void drain();             ///< stop accepting; sessions continue (thread-safe)
@@ -48,10 +54,15 @@ class worker {
 
   std::size_t active_sessions() const noexcept { return active_.load(std::memory_order_relaxed); }
   const obs::worker_metrics& metrics() const noexcept { return metrics_; }
+  const upstream::resolver_stats& dns_stats() const noexcept { return dns_->stats(); }
 
  private:
-  boost::asio::awaitable<void> accept_loop(tcp::acceptor& acceptor);
-  void spawn_session(tcp::socket sock);
+  struct listener {
+    tcp::acceptor acceptor;
+    config::proxy_protocol_mode proxy_protocol;
+  };
+  boost::asio::awaitable<void> accept_loop(listener& l);
+  void spawn_session(tcp::socket sock, config::proxy_protocol_mode pp);
   void session_ended(std::list<boost::asio::cancellation_signal>::iterator it);
 
   const unsigned id_;
@@ -66,7 +77,7 @@ class worker {
   std::unique_ptr<upstream::resolver> dns_;
   auth::verify_cache auth_cache_;
   session::worker_services services_;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  std::vector<std::unique_ptr<listener>> listeners_;
   std::list<boost::asio::cancellation_signal> sessions_;  // one per live session
   std::atomic<std::size_t> active_{0};
   bool draining_ = false;  // loop thread only

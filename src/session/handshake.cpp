@@ -183,6 +183,17 @@ asio::awaitable<void> socks4(tcp::socket& client, handshake_buffer& buf, authent
 
 }  // namespace
 
+asio::awaitable<parse_result> read_proxy_header(tcp::socket& client, handshake_buffer& buf, bool allow_v1,
+                                                bool allow_v2, protocol::proxy::header& out) {
+  auto r = co_await read_message(client, buf, [&](core::byte_view in) {
+    return protocol::proxy::parse(in, out, allow_v1, allow_v2);
+  });
+  if (r.is_done()) {
+    buf.consume(r.consumed);
+  }
+  co_return r;
+}
+
 asio::awaitable<handshake_result> run_handshake(tcp::socket& client, handshake_buffer& buf,
                                                 authenticator& auth) {
   handshake_result out;

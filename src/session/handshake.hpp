@@ -7,6 +7,7 @@
 #include "core/address.hpp"
 #include "core/bytes.hpp"
 #include "core/error.hpp"
+#include "protocol/proxy_protocol.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -64,6 +65,12 @@ class authenticator {
   virtual boost::asio::awaitable<const auth::user*> authenticate(std::string_view name,
                                                                  std::string_view password) = 0;
 };
+
+/// Reads a PROXY protocol header (v1 and/or v2 as allowed) from the start
+/// of the connection. Returns the parse result; `out` is set when done.
+boost::asio::awaitable<protocol::parse_result> read_proxy_header(tcp::socket& client, handshake_buffer& buf,
+                                                                 bool allow_v1, bool allow_v2,
+                                                                 protocol::proxy::header& out);
 
 /// Runs the handshake. Never throws for network or protocol errors; the
 /// caller bounds it with the handshake deadline (cancellation).

@@ -153,7 +153,7 @@ class session_auth final : public authenticator {
 }  // namespace
 
 asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
-                          std::uint64_t id) {
+                          std::uint64_t id, config::proxy_protocol_mode proxy_protocol) {
   // Cancellation (server shutdown) is handled through error codes below,
   // not by exceptions thrown at the next co_await.
   co_await asio::this_coro::throw_if_cancelled(false);
@@ -173,6 +173,30 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     rec.client = ec ? std::string("?") : core::to_string(peer);
   }
 
+  // One deadline for everything before the request is known.
+  asio::steady_timer deadline(client.get_executor());
+  deadline.expires_after(cfg.timeouts.handshake);
+  auto buf = std::make_unique<handshake_buffer>();
+
+  // ---- PROXY protocol header from a load balancer: the real client address
+  if (proxy_protocol != config::proxy_protocol_mode::off) {
+    protocol::proxy::header ph;
+    const bool v1 = proxy_protocol != config::proxy_protocol_mode::v2;
+    const bool v2 = proxy_protocol != config::proxy_protocol_mode::v1;
+    auto pv = co_await (read_proxy_header(client, *buf, v1, v2, ph) || expiry(deadline));
+    if (pv.index() == 1 || !std::get<0>(pv).is_done()) {
+      const bool timed_out = pv.index() == 1;
+      metrics.handshakes[0][timed_out ? 2 : 1].inc();
+      obs::log().debug("connection from {}: {} PROXY protocol header", rec.client,
+                       timed_out ? "no" : "invalid");
+      co_return;
+    }
+    if (ph.source) {
+      client_ip = core::unmap(ph.source->address());
+      rec.client = core::to_string(*ph.source);
+    }
+  }
+
   // ---- admission: connection rate and concurrency limits
   policy::refusal refused = policy::refusal::none;
   policy::session_lease lease = svc.shared.limits.admit(client_ip, cfg.limits, refused);
@@ -187,14 +211,11 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   bool replied = false;
   relay::relay_result moved;
   tcp::socket target(client.get_executor());
-  asio::steady_timer deadline(client.get_executor());
 
   // ---- handshake: protocol, authentication, request (under one deadline)
-  auto buf = std::make_unique<handshake_buffer>();
   handshake_result hs;
   {
     session_auth auth(snap, svc, client_ip);
-    deadline.expires_after(cfg.timeouts.handshake);
     auto hv = co_await (run_handshake(client, *buf, auth) || expiry(deadline));
     if (hv.index() == 1) {
       hs.ec = core::socks_errc::handshake_timeout;
@@ -207,10 +228,10 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   if (hs.user != nullptr) {
     rec.user = hs.user->name;
   }
-  if (hs.proto == client_protocol::socks5) {
-    metrics.handshakes_socks5.inc();
-  } else if (hs.proto == client_protocol::socks4) {
-    metrics.handshakes_socks4.inc();
+  {
+    const std::size_t version = static_cast<std::size_t>(hs.proto);  // unknown, socks4, socks5
+    const std::size_t result = !hs.ec || hs.reply_due ? 0 : hs.ec == core::socks_errc::handshake_timeout ? 2 : 1;
+    metrics.handshakes[version][result].inc();
   }
   if (hs.user != nullptr) {
     metrics.auth_success.inc();
@@ -218,9 +239,6 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     metrics.auth_failure.inc();
   }
   ec = hs.ec;
-  if (ec && !hs.reply_due) {
-    metrics.handshake_failures.inc();
-  }
   if (hs.target_known) {
     // A name that is an IP literal ("127.0.0.1" sent as DOMAIN) is an IP:
     // IP rules must see it as one.
@@ -282,6 +300,7 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
       return {};
     };
     deadline.expires_after(cfg.timeouts.connect);
+    const auto dial_started = clock::now();
     auto dv = co_await (upstream::dial_direct(hs.target, svc.dns, cfg.connect, check) || expiry(deadline));
     if (dv.index() == 1) {
       ec = core::socks_errc::connect_timeout;
@@ -291,12 +310,17 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
       if (!ec) {
         target = std::move(d.socket);
         rec.dialled = core::to_string(d.remote);
+        metrics.connect_duration.observe(
+            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - dial_started));
       }
     }
   }
   if (ec == core::socks_errc::not_allowed) {
     metrics.acl_blocked.inc();
     rec.rule = std::string(blocked_by);
+    if (auto* c = snap->acl_counter(blocked_by)) {
+      c->inc();
+    }
   }
 
   // ---- reply
@@ -350,7 +374,17 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   rec.bytes_up = moved.bytes_up;
   rec.bytes_down = moved.bytes_down;
   rec.duration = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
-  obs::write_access(rec);
+  metrics.session_duration.observe(rec.duration);
+  if (hs.user != nullptr) {
+    if (auto it = snap->user_counters.find(hs.user); it != snap->user_counters.end()) {
+      it->second->sessions.inc();
+      it->second->bytes_up.inc(moved.bytes_up);
+      it->second->bytes_down.inc(moved.bytes_down);
+    }
+  }
+  if (cfg.log.access_log) {
+    obs::write_access(rec);
+  }
 }
 
 }  // namespace cs::session

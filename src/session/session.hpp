@@ -47,8 +47,9 @@ struct worker_services {
 
 /// Runs a session to completion on the calling worker's loop. Never throws
 /// for network or protocol events; honours cancellation (server shutdown).
+/// `proxy_protocol`: the listener expects a PROXY header before SOCKS.
 boost::asio::awaitable<void> run(boost::asio::ip::tcp::socket client,
                                  std::shared_ptr<const config::snapshot> snap, worker_services& svc,
-                                 std::uint64_t id);
+                                 std::uint64_t id, config::proxy_protocol_mode proxy_protocol);
 
 }  // namespace cs::session

@@ -176,9 +176,9 @@ struct resolver::impl {
     std::string key = normalise(name);
     auto it = in_flight.find(key);
     if (it != in_flight.end()) {
-      ++stats.coalesced;
+      stats.coalesced.inc();
     } else {
-      ++stats.lookups;
+      stats.lookups.inc();
       auto q = std::make_unique<query>();
       q->owner = this;
       q->name = key;
@@ -252,11 +252,11 @@ struct resolver::impl {
     } else if (status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA ||
                status == ARES_ENONAME) {
       ec = core::socks_errc::host_not_found;
-      ++stats.failures;
+      stats.failures.inc();
     } else {
       ec = core::socks_errc::dns_failure;
       cacheable = false;  // transient: do not pin a server hiccup
-      ++stats.failures;
+      stats.failures.inc();
     }
     if (cacheable) {
       store(q.name, ec, addresses, cache_for);
@@ -340,7 +340,7 @@ std::optional<std::pair<core::error_code, address_list>> resolver::cached(std::s
     impl_->cache.erase(it);
     return std::nullopt;
   }
-  ++stats_.cache_hits;
+  stats_.cache_hits.inc();
   return std::make_pair(it->second.ec, it->second.addresses);
 }
 

@@ -10,6 +10,7 @@
 
 #include "core/address.hpp"
 #include "core/error.hpp"
+#include "obs/metrics.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
@@ -39,11 +40,12 @@ struct resolver_options {
   std::chrono::seconds negative_ttl{5};
 };
 
+/// Written by the resolver's thread only; readable from any thread.
 struct resolver_stats {
-  std::uint64_t lookups = 0;      ///< names asked of c-ares
-  std::uint64_t cache_hits = 0;   ///< answered from the cache (positive or negative)
-  std::uint64_t coalesced = 0;    ///< joined a lookup already in flight
-  std::uint64_t failures = 0;
+  obs::counter lookups;     ///< names asked of c-ares
+  obs::counter cache_hits;  ///< answered from the cache (positive or negative)
+  obs::counter coalesced;   ///< joined a lookup already in flight
+  obs::counter failures;
 };
 
 class resolver {

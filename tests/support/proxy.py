@@ -39,7 +39,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # ['--allow', '127.0.0.0/8', '--allow', '::1'].
 # Loopback targets are blocked by default (built-in ACL blocks); the tests
 # talk to servers on 127.0.0.1 and ::1, so every proxy allows exactly those.
-DEFAULT_ARGS: list[str] = ["--allow", "127.0.0.0/8", "--allow", "::1"]
+DEFAULT_ARGS: list[str] = ["--allow", "127.0.0.0/8", "--allow", "::1",
+                           # the admin API binds a free port so proxies can run side by side
+                           "--admin-listen", "127.0.0.1:0"]
 
 START_TIMEOUT = float(os.environ.get("CS_START_TIMEOUT", "15"))
 STOP_TIMEOUT = 5.0
@@ -173,8 +175,12 @@ class Proxy:
     """One running proxy process.  Use as a context manager or call stop()."""
 
     def __init__(self, args=(), listen=("127.0.0.1:0",), *, prefix=(),
-                 start_timeout: float = START_TIMEOUT, wait_ready: bool = True):
+                 start_timeout: float = START_TIMEOUT, wait_ready: bool = True,
+                 default_args=None):
+        """``default_args`` replaces DEFAULT_ARGS for this start (``[]``: none,
+        e.g. to see the built-in blocks on loopback targets)."""
         self.args = list(args)
+        self.default_args = list(DEFAULT_ARGS if default_args is None else default_args)
         self.listen = list(listen)
         self.prefix = list(prefix)
         self.endpoints: list[Endpoint] = []
@@ -185,7 +191,7 @@ class Proxy:
         if self.impl == "dante":
             cmd = self._dante_command()
         else:
-            cmd = [str(require_binary()), *DEFAULT_ARGS, *self.args, *self.listen]
+            cmd = [str(require_binary()), *self.default_args, *self.args, *self.listen]
         self.cmd = [*self.prefix, *cmd]
         self.proc = subprocess.Popen(
             self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -1,0 +1,151 @@
+#include "admin/http_server.hpp"
+
+#include "obs/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <chrono>
+
+namespace cs::admin {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t max_connections = 64;
+constexpr int max_requests_per_connection = 100;
+}  // namespace
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  obs::append_json_escaped(out, s);
+  out += '"';
+  return out;
+}
+
+struct http_server::impl {
+  impl(asio::io_context& c, const tcp::endpoint& ep, std::vector<route> r)
+      : ctx(c), acceptor(c), routes(std::move(r)) {
+    acceptor.open(ep.protocol());
+    acceptor.set_option(tcp::acceptor::reuse_address(true));
+    acceptor.bind(ep);
+    acceptor.listen(64);
+  }
+
+  asio::io_context& ctx;
+  tcp::acceptor acceptor;
+  std::vector<route> routes;
+  std::size_t connections = 0;
+  bool stopped = false;
+
+  response dispatch(const request& r) const {
+    bool path_known = false;
+    for (const auto& rt : routes) {
+      const bool match = rt.prefix ? r.path.starts_with(rt.path) : r.path == rt.path;
+      if (!match) {
+        continue;
+      }
+      path_known = true;
+      if (rt.method == r.method) {
+        return rt.handle(r);
+      }
+    }
+    if (path_known) {
+      return {405, "text/plain; charset=utf-8", "method not allowed\n"};
+    }
+    return {404, "text/plain; charset=utf-8", "not found\n"};
+  }
+
+  asio::awaitable<void> accept_loop() {
+    while (!stopped) {
+      auto [ec, sock] = co_await acceptor.async_accept(nothrow);
+      if (ec == asio::error::operation_aborted || stopped) {
+        co_return;
+      }
+      if (ec) {
+        continue;
+      }
+      if (connections >= max_connections) {
+        continue;  // sock closes on destruction
+      }
+      ++connections;
+      asio::co_spawn(ctx, serve(beast::tcp_stream(std::move(sock))), [this](std::exception_ptr) { --connections; });
+    }
+  }
+
+  asio::awaitable<void> serve(beast::tcp_stream stream) {
+    beast::flat_buffer buffer;
+    for (int n = 0; n < max_requests_per_connection && !stopped; ++n) {
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(8 * 1024);
+      parser.body_limit(64 * 1024);
+      stream.expires_after(std::chrono::seconds(10));
+      auto [ec, bytes] = co_await http::async_read(stream, buffer, parser, nothrow);
+      if (ec) {
+        if (ec != http::error::end_of_stream && ec != asio::error::operation_aborted &&
+            ec != beast::error::timeout) {
+          // A malformed or oversized request gets a 400 before the close.
+          http::response<http::string_body> bad{http::status::bad_request, 11};
+          bad.set(http::field::content_type, "text/plain; charset=utf-8");
+          bad.set(http::field::connection, "close");
+          bad.body() = "bad request: " + ec.message() + "\n";
+          bad.prepare_payload();
+          co_await http::async_write(stream, bad, nothrow);
+        }
+        break;
+      }
+      const auto& req = parser.get();
+      request r;
+      r.method = std::string(req.method_string());
+      const std::string_view target = req.target();
+      const auto q = target.find('?');
+      r.path = std::string(target.substr(0, q));
+      r.query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
+      r.body = req.body();
+      const response out = dispatch(r);
+
+      http::response<http::string_body> res{static_cast<http::status>(out.status), req.version()};
+      res.set(http::field::server, "cleversocks");
+      res.set(http::field::content_type, out.content_type);
+      res.set(http::field::cache_control, "no-store");
+      res.keep_alive(req.keep_alive());
+      res.body() = out.body;
+      res.prepare_payload();
+      auto [wec, written] = co_await http::async_write(stream, res, nothrow);
+      if (wec || !res.keep_alive()) {
+        break;
+      }
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+};
+
+http_server::http_server(asio::io_context& ctx, const tcp::endpoint& ep, std::vector<route> routes)
+    : impl_(std::make_unique<impl>(ctx, ep, std::move(routes))) {}
+
+http_server::~http_server() = default;
+
+tcp::endpoint http_server::local_endpoint() const { return impl_->acceptor.local_endpoint(); }
+
+void http_server::start() {
+  asio::co_spawn(impl_->ctx, impl_->accept_loop(), asio::detached);
+}
+
+void http_server::stop() {
+  impl_->stopped = true;
+  beast::error_code ignored;
+  impl_->acceptor.close(ignored);
+}
+
+response http_server::dispatch(const request& r) const { return impl_->dispatch(r); }
+
+}  // namespace cs::admin
