@@ -67,7 +67,7 @@ test-tsan: $(TSAN_DIR)/build.ninja
 
 # --- other -------------------------------------------------------------------
 
-bench:
+bench: build
 	bench/run.sh
 
 fuzz:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one place where CleverSocks' Debian 12 dependencies are pinned by name.
-# Usage: scripts/install-deps.sh [build|test|bench|all]   (default: all)
+# Usage: scripts/install-deps.sh [build|test|bench|package|all]   (default: all)
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 
@@ -23,9 +23,13 @@ TEST_PKGS=(
   curl ncat proxychains4 python3-socks python3-pytest
   chromium
   iproute2 procps
+  python3-yaml groff-base   # tests/integration/deploy: manifests, man page
 )
 BENCH_PKGS=(
-  libbenchmark-dev dante-server microsocks
+  libbenchmark-dev dante-server microsocks python3   # python3: bench/report.py
+)
+PACKAGE_PKGS=(
+  dpkg-dev                  # dpkg-shlibdeps, for `make package` (CPack DEB)
 )
 
 want=()
@@ -33,8 +37,9 @@ case "${1:-all}" in
   build) want=("${BUILD_PKGS[@]}") ;;
   test)  want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
   bench) want=("${BUILD_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
-  all)   want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
-  *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+  package) want=("${BUILD_PKGS[@]}" "${PACKAGE_PKGS[@]}") ;;
+  all)   want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}" "${PACKAGE_PKGS[@]}") ;;
+  *) echo "usage: $0 [build|test|bench|package|all]" >&2; exit 2 ;;
 esac
 
 missing=()

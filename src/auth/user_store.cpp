@@ -12,6 +12,8 @@ namespace {
 constexpr unsigned long long hash_opslimit = 2;
 constexpr std::size_t hash_memlimit = 19u * 1024 * 1024;
 
+void ensure_sodium_noexcept() noexcept { (void)sodium_init(); }
+
 void ensure_sodium() {
   static const bool ok = sodium_init() >= 0;
   if (!ok) {
@@ -27,6 +29,12 @@ bool digest_equal(const digest& a, const digest& b) noexcept {
 
 bool is_password_hash(std::string_view secret) noexcept {
   return secret.starts_with("$argon2id$") || secret.starts_with("$argon2i$");
+}
+
+bool is_valid_password_hash(const std::string& hash) noexcept {
+  ensure_sodium_noexcept();
+  // needs_rehash() parses the string: -1 means it is not a valid hash.
+  return crypto_pwhash_str_needs_rehash(hash.c_str(), hash_opslimit, hash_memlimit) != -1;
 }
 
 std::string hash_password(std::string_view password) {
@@ -152,6 +160,10 @@ std::vector<credential> parse_users_file(std::string_view text, std::vector<std:
     }
     if (c.name.size() > 255 || (!is_password_hash(c.password) && c.password.size() > 255)) {
       errors.push_back(std::to_string(line_no) + ": SOCKS5 limits names and passwords to 255 bytes");
+      continue;
+    }
+    if (is_password_hash(c.password) && !is_valid_password_hash(c.password)) {
+      errors.push_back(std::to_string(line_no) + ": malformed password hash (make one with: cleversocks passwd)");
       continue;
     }
     out.push_back(std::move(c));

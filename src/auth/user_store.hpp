@@ -92,6 +92,9 @@ bool digest_equal(const digest& a, const digest& b) noexcept;
 /// Whether `secret` is an argon2 hash string (rather than a plain password).
 bool is_password_hash(std::string_view secret) noexcept;
 
+/// Whether an argon2 hash string is well-formed (libsodium can verify it).
+bool is_valid_password_hash(const std::string& hash) noexcept;
+
 /// argon2id hash of `password` with libsodium (t=2, m=19 MiB: OWASP's
 /// recommended minimum). Throws std::runtime_error when out of memory.
 std::string hash_password(std::string_view password);

@@ -387,6 +387,9 @@ const std::vector<scalar_field>& scalar_fields() {
        },
        [](const settings& s) -> std::string { return s.proxy_pool.hash_key; }},
       uint_field("proxy_pool.max_tries", [](settings& s) -> auto& { return s.proxy_pool.max_tries; }),
+      uint_field("proxy_pool.eject_after", [](settings& s) -> auto& { return s.proxy_pool.failures_to_eject; }),
+      duration_field("proxy_pool.eject_base", [](settings& s) -> auto& { return s.proxy_pool.eject_base; }),
+      duration_field("proxy_pool.eject_max", [](settings& s) -> auto& { return s.proxy_pool.eject_max; }),
       duration_field("proxy_pool.health_check.interval",
                      [](settings& s) -> auto& { return s.proxy_pool.health_check.interval; }),
       duration_field("proxy_pool.health_check.timeout",
@@ -686,16 +689,7 @@ class yaml_reader {
       } else if (path == "forwarding") {
         forwarding(item, ipath, s);
       } else if (path == "proxy_pool.members") {
-        std::string url;
-        upstream::proxy_url parsed;
-        std::string err;
-        if (scalar_text(item, ipath, url, false)) {
-          if (!upstream::parse_proxy_url(url, parsed, &err)) {
-            error(item, ipath, err);
-          } else {
-            s.proxy_pool.members.push_back(url);
-          }
-        }
+        pool_member(item, ipath, s);
       } else if (path == "port_forward") {
         port_forward(item, ipath, s);
       }
@@ -717,6 +711,10 @@ class yaml_reader {
     }
     if (c.name.size() > 255 || (!auth::is_password_hash(c.password) && c.password.size() > 255)) {
       error(n, path, "SOCKS5 limits names and passwords to 255 bytes");
+      return;
+    }
+    if (auth::is_password_hash(c.password) && !auth::is_valid_password_hash(c.password)) {
+      error(n["password"], path + ".password", "malformed password hash (make one with: cleversocks passwd)");
       return;
     }
     if (n["groups"]) {
@@ -827,7 +825,7 @@ class yaml_reader {
                         "prefer"})) {
       return;
     }
-    forwarding_rule f;
+    routing::forwarding_rule f;
     auto text = [&](const char* key, std::string& out) {
       if (n[key]) {
         scalar_text(n[key], path + "." + key, out);
@@ -860,11 +858,45 @@ class yaml_reader {
     s.forwarding.push_back(std::move(f));
   }
 
+  // "URL" or {url: URL, weight: N}
+  void pool_member(const YAML::Node& n, const std::string& path, settings& s) {
+    routing::member_spec m;
+    YAML::Node url_node = n;
+    if (n.IsMap()) {
+      if (!keys(n, path, {"url", "weight"})) {
+        return;
+      }
+      url_node = n["url"];
+      if (!url_node) {
+        error(n, path + ".url", "missing");
+        return;
+      }
+      if (n["weight"]) {
+        std::string w;
+        if (!scalar_text(n["weight"], path + ".weight", w, false) || !parse_int(w, m.weight) || m.weight == 0 ||
+            m.weight > 1000) {
+          error(n["weight"], path + ".weight", "expected a whole number from 1 to 1000");
+          return;
+        }
+      }
+    }
+    upstream::proxy_url parsed;
+    std::string err;
+    if (!scalar_text(url_node, path, m.url, false)) {
+      return;
+    }
+    if (!upstream::parse_proxy_url(m.url, parsed, &err) || parsed.scheme == upstream::proxy_scheme::direct) {
+      error(url_node, path, err.empty() ? "a pool member must be a proxy URL" : err);
+      return;
+    }
+    s.proxy_pool.members.push_back(std::move(m));
+  }
+
   void port_forward(const YAML::Node& n, const std::string& path, settings& s) {
     if (!keys(n, path, {"listen", "target", "via"})) {
       return;
     }
-    port_forward_settings p;
+    routing::port_forward_settings p;
     std::string listen;
     if (!n["listen"] || !scalar_text(n["listen"], path + ".listen", listen, false) ||
         !core::parse_endpoint(listen, p.listen)) {
@@ -1118,8 +1150,13 @@ std::string to_yaml(const settings& s) {
     list("src", v);
     list("users", r.users);
     v.clear();
+    const bool any_dst = std::any_of(r.dst_domains.begin(), r.dst_domains.end(), [](const policy::domain_pattern& d) {
+      return d.k == policy::domain_pattern::kind::any;
+    });
     for (const auto& c : r.dst_cidrs) {
-      v.push_back(c.to_string());
+      if (!(any_dst && c.prefix == 0)) {  // "*" stands for itself and the two /0s it adds
+        v.push_back(c.to_string());
+      }
     }
     for (const auto& d : r.dst_domains) {
       v.push_back(d.to_string());
@@ -1179,9 +1216,19 @@ std::string to_yaml(const settings& s) {
     fwd.push_back(m);
   }
   root["forwarding"] = fwd;
-  put(root, "proxy_pool.members", YAML::Node(s.proxy_pool.members));
-  if (s.proxy_pool.members.empty()) {
-    put(root, "proxy_pool.members", YAML::Node(YAML::NodeType::Sequence));
+  {
+    YAML::Node members(YAML::NodeType::Sequence);
+    for (const auto& m : s.proxy_pool.members) {
+      if (m.weight == 1) {
+        members.push_back(m.url);
+      } else {
+        YAML::Node o;
+        o["url"] = m.url;
+        o["weight"] = m.weight;
+        members.push_back(o);
+      }
+    }
+    put(root, "proxy_pool.members", members);
   }
   YAML::Node pf(YAML::NodeType::Sequence);
   for (const auto& p : s.port_forward) {

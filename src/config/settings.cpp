@@ -84,6 +84,26 @@ std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generat
   }
   snap->acl = policy::acl(s.acl, snap->geoip);
 
+  std::vector<routing::member_spec> members = s.proxy_pool.members;
+  if (!s.proxy_pool.source.empty()) {
+    std::ifstream in(s.proxy_pool.source, std::ios::binary);
+    if (!in) {
+      throw std::invalid_argument("proxy_pool.source '" + s.proxy_pool.source + "': cannot be read");
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    std::vector<std::string> errors;
+    auto from_file = routing::parse_pool_source(text.str(), errors);
+    for (const auto& e : errors) {
+      snap->warnings.push_back("proxy_pool.source " + s.proxy_pool.source + ":" + e + " (skipped)");
+    }
+    members.insert(members.end(), from_file.begin(), from_file.end());
+  }
+  if (s.proxy_pool.enabled && members.empty()) {
+    snap->warnings.push_back("proxy_pool is enabled but has no members: unmatched requests will fail");
+  }
+  snap->router = routing::router(s.forwarding, s.upstreams, s.proxy_pool, std::move(members), s.connect, snap->geoip);
+
   auto& reg = obs::global_registry();
   for (const auto& r : snap->acl.settings().rules) {
     snap->acl_block_counters[r.name] = reg.acl_blocks.get(r.name);

@@ -15,6 +15,8 @@
 #include "policy/geoip.hpp"
 #include "policy/limits.hpp"
 #include "relay/tcp_relay.hpp"
+#include "routing/router.hpp"
+#include "routing/settings.hpp"
 #include "upstream/connect.hpp"
 #include "upstream/resolver.hpp"
 
@@ -56,43 +58,6 @@ struct run_as_settings {
   std::string group;  ///< empty: the user's primary group
 };
 
-/// One `forwarding:` entry (seeds/000). Compiled by routing/.
-struct forwarding_rule {
-  std::string match;                  ///< "HOST_PATTERN:PORT_PATTERN"
-  std::vector<std::string> upstream;  ///< hops (names or URLs), "pool:NAME", "direct" or "block"
-  std::string remote;                 ///< rewrite of the target sent upstream
-  std::string redirect;               ///< HOST:PORT to connect to instead
-  std::vector<std::string> src;       ///< client CIDRs
-  std::vector<std::string> users;
-  std::vector<std::string> dst;       ///< destination CIDRs (on the resolved address)
-  std::vector<std::string> countries;
-  std::string bind;                   ///< egress source address for direct dials
-  std::string prefer;                 ///< egress family preference for direct dials
-};
-
-struct health_check_settings {
-  std::chrono::milliseconds interval = 10s;
-  std::chrono::milliseconds timeout = 3s;
-  std::string kind = "connect";  ///< connect | socks5
-  std::string target;            ///< HOST:PORT for socks5 probes
-};
-
-struct pool_settings {
-  bool enabled = false;
-  std::string source;                ///< proxybroker2 JSON or one URL per line
-  std::vector<std::string> members;  ///< inline upstream URLs
-  std::string strategy = "round_robin";
-  std::string hash_key = "client_ip";
-  unsigned max_tries = 3;
-  health_check_settings health_check;
-};
-
-struct port_forward_settings {
-  core::ip::tcp::endpoint listen;
-  std::string target;            ///< HOST:PORT
-  std::vector<std::string> via;  ///< hops, "pool:NAME", or empty for direct
-};
-
 struct udp_settings {
   std::string advertise_address;
 };
@@ -115,9 +80,9 @@ struct settings {
   obs::log_settings log;
   admin_settings admin;
   std::vector<std::pair<std::string, std::string>> upstreams;  ///< name → URL, in file order
-  std::vector<forwarding_rule> forwarding;
-  pool_settings proxy_pool;
-  std::vector<port_forward_settings> port_forward;
+  std::vector<routing::forwarding_rule> forwarding;
+  routing::pool_settings proxy_pool;
+  std::vector<routing::port_forward_settings> port_forward;
   udp_settings udp;
 
   static core::ip::tcp::endpoint default_listen_endpoint_value() {
@@ -132,6 +97,7 @@ struct snapshot {
   auth::user_store users;
   std::shared_ptr<const policy::geoip> geoip;
   policy::acl acl;
+  routing::router router;
   std::vector<std::string> warnings;  ///< worth telling the operator at load time
   /// Metric counters resolved at compile time, so sessions never look up a
   /// registry: ACL blocks by rule name, totals by user.

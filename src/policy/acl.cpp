@@ -228,17 +228,55 @@ std::string_view acl::builtin_block_for(const core::ip::address& raw, const rule
   return {};
 }
 
+bool acl::lifts_smtp(const rule* allowed_by) noexcept {
+  return allowed_by != nullptr &&
+         std::any_of(allowed_by->ports.begin(), allowed_by->ports.end(),
+                     [](const port_range& p) { return p.contains(25) && p.hi - p.lo + 1 < 1024; });
+}
+
+bool acl::lifts_metadata_name(const rule* allowed_by, std::string_view host) noexcept {
+  return allowed_by != nullptr &&
+         std::any_of(allowed_by->dst_domains.begin(), allowed_by->dst_domains.end(), [&](const domain_pattern& p) {
+           return p.k == domain_pattern::kind::exact && p.name == host;
+         });
+}
+
+std::string_view acl::name_block(const request_view& r, const rule* allowed_by) const noexcept {
+  if (settings_.builtin.smtp && r.port == 25 && !lifts_smtp(allowed_by)) {
+    return "builtin:smtp";
+  }
+  if (!r.domain.empty() && !metadata_hosts_.empty() &&
+      std::find(metadata_hosts_.begin(), metadata_hosts_.end(), r.domain) != metadata_hosts_.end() &&
+      !lifts_metadata_name(allowed_by, r.domain)) {
+    return "builtin:metadata";
+  }
+  return {};
+}
+
 decision acl::evaluate(const request_view& r) const noexcept {
   using verdict = decision::verdict;
   const rule* allowed_by = nullptr;
   std::string_view by = "default";
   bool matched = false;
-  for (const auto& cr : compiled_) {
+  for (std::size_t i = 0; i < compiled_.size(); ++i) {
+    const auto& cr = compiled_[i];
     const tri m = match(cr, r);
     if (m == tri::no) {
       continue;
     }
     if (m == tri::maybe) {
+      // Undecided until the name is resolved. A block by name (metadata
+      // host, SMTP port) that no rule from here on could lift is final now:
+      // such a name must not even be looked up.
+      if (const auto why = name_block(r, nullptr); !why.empty()) {
+        const bool liftable = std::any_of(compiled_.begin() + static_cast<std::ptrdiff_t>(i), compiled_.end(),
+                                          [&](const compiled_rule& c) {
+                                            return c.source->act == action::allow && name_block(r, c.source).empty();
+                                          });
+        if (!liftable) {
+          return {verdict::block, why};
+        }
+      }
       return {verdict::need_address, cr.source->name};
     }
     matched = true;
@@ -254,25 +292,8 @@ decision acl::evaluate(const request_view& r) const noexcept {
   }
 
   // Built-in blocks, unless lifted by the allow rule that matched.
-  if (settings_.builtin.smtp && r.port == 25) {
-    const bool lifted = allowed_by != nullptr &&
-                        std::any_of(allowed_by->ports.begin(), allowed_by->ports.end(), [](const port_range& p) {
-                          return p.contains(25) && p.hi - p.lo < 1024;
-                        });
-    if (!lifted) {
-      return {verdict::block, "builtin:smtp"};
-    }
-  }
-  if (!r.domain.empty() && !metadata_hosts_.empty() &&
-      std::find(metadata_hosts_.begin(), metadata_hosts_.end(), r.domain) != metadata_hosts_.end()) {
-    const bool lifted = allowed_by != nullptr &&
-                        std::any_of(allowed_by->dst_domains.begin(), allowed_by->dst_domains.end(),
-                                    [&](const domain_pattern& p) {
-                                      return p.k == domain_pattern::kind::exact && p.name == r.domain;
-                                    });
-    if (!lifted) {
-      return {verdict::block, "builtin:metadata"};
-    }
+  if (const auto why = name_block(r, allowed_by); !why.empty()) {
+    return {verdict::block, why};
   }
   if (!r.address) {
     return {verdict::need_address, by};  // the dialled address still has to pass

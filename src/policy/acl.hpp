@@ -154,6 +154,11 @@ class acl {
   };
 
   tri match(const compiled_rule& cr, const request_view& r) const noexcept;
+  /// The name-based built-in block (SMTP port, metadata host) that applies
+  /// to `r` unless `allowed_by` lifts it; empty if none.
+  std::string_view name_block(const request_view& r, const rule* allowed_by) const noexcept;
+  static bool lifts_smtp(const rule* allowed_by) noexcept;
+  static bool lifts_metadata_name(const rule* allowed_by, std::string_view host) noexcept;
   std::string_view builtin_block_for(const core::ip::address& a, const rule* allowed_by) const noexcept;
   std::string_view builtin_block_for_v4(const core::ip::address_v4& a, const rule* allowed_by) const noexcept;
 

@@ -143,7 +143,10 @@ std::vector<core::ip::address_v4> embedded_v4(const core::ip::address_v6& a) {
     // 64:ff9b:1::/48 NAT64 local use: RFC 6052 puts the IPv4 address in
     // bits 48..63 and 72..87 for a /48 prefix; a /96 inside it uses the
     // last 32 bits. Both readings are checked.
-    out.emplace_back(static_cast<std::uint32_t>((((v >> 64) & 0xFFFF) << 16) | ((v >> 40) & 0xFFFF)));
+    // A /96 inside the prefix has zeros where the /48 layout would read.
+    if (((v >> 64) & 0xFFFF) != 0) {
+      out.emplace_back(static_cast<std::uint32_t>((((v >> 64) & 0xFFFF) << 16) | ((v >> 40) & 0xFFFF)));
+    }
     out.emplace_back(low32);
   } else if (top16 == 0x2002) {  // 6to4: 2002:AABB:CCDD::/48
     out.emplace_back(static_cast<std::uint32_t>((v >> 80) & 0xFFFFFFFFu));

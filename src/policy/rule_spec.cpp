@@ -121,7 +121,19 @@ bool parse_domain_pattern(std::string_view text, domain_pattern& out, std::strin
 
 bool parse_destination(std::string_view text, rule& out, std::string* error) {
   if (text == "*") {
+    // Any destination, also inside a list ("dst=*,10.0.0.0/8"): every name
+    // and every address. (A /0 is never specific enough to lift a built-in
+    // block.)
+    out.dst_domains.push_back({domain_pattern::kind::any, {}});
+    out.dst_cidrs.push_back({core::ip::make_address("0.0.0.0"), 0});
+    out.dst_cidrs.push_back({core::ip::make_address("::"), 0});
     return true;
+  }
+  if (text.empty()) {
+    if (error != nullptr) {
+      *error = "empty destination (use * for any)";
+    }
+    return false;
   }
   const bool looks_ip = text.find(':') != std::string_view::npos ||
                         std::all_of(text.begin(), text.end(), [](char c) {
@@ -268,7 +280,10 @@ std::string parse_rule_spec(std::string_view text, action act, rule& out) {
       return "missing port after ':'";
     }
   }
-  if (!dest.empty() && !parse_destination(dest, out, &err)) {
+  if (dest.empty()) {
+    return "empty destination (write *:PORT for any destination)";
+  }
+  if (dest != "*" && !parse_destination(dest, out, &err)) {
     return "'" + std::string(dest) + "': " + err;
   }
   if (!ports.empty() && !parse_ports_into(ports, out)) {

@@ -5,6 +5,7 @@
 #include "protocol/socks4.hpp"
 #include "protocol/socks5.hpp"
 #include "relay/tcp_relay.hpp"
+#include "session/dial.hpp"
 #include "session/handshake.hpp"
 #include "upstream/direct.hpp"
 
@@ -287,29 +288,53 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     }
   }
 
-  // ---- dial (under the connect deadline); every resolved address is
-  // checked against the ACL and only allowed ones are dialled.
+  // ---- route: forwarding rules choose direct, an upstream, a chain, the
+  // pool, a redirect or a block. Rules on the destination address of a
+  // domain target need it resolved first.
+  const routing::route* route = &snap->router.default_route();
   if (!ec) {
-    const upstream::address_check check = [&](const core::ip::address& a) -> core::error_code {
-      view.address = a;
-      const auto verdict = snap->acl.evaluate(view);
-      if (!verdict.allowed()) {
-        blocked_by = verdict.by;
-        return core::socks_errc::not_allowed;
+    routing::route_request rq{client_ip, hs.user, &hs.target, host_name, view.address};
+    auto decision = snap->router.select(rq);
+    if (decision.need_address()) {
+      deadline.expires_after(cfg.timeouts.connect);
+      auto rv = co_await (svc.dns.async_resolve(host_name, nothrow) || expiry(deadline));
+      if (rv.index() == 1) {
+        ec = core::socks_errc::connect_timeout;
+      } else if (auto& [rec_ec, addrs] = std::get<0>(rv); rec_ec || addrs.empty()) {
+        ec = rec_ec ? rec_ec : core::error_code(core::socks_errc::host_not_found);
+      } else {
+        rq.address = core::unmap(addrs.front());
+        decision = snap->router.select(rq);
       }
-      return {};
-    };
+    }
+    if (!ec) {
+      route = decision.need_address() ? &snap->router.default_route() : decision.r;
+      rec.route = route->name;
+    }
+  }
+
+  // ---- dial (under the connect deadline). Direct dials check every
+  // resolved address against the ACL and dial only the allowed ones.
+  std::shared_ptr<routing::member_state> member;
+  std::vector<std::uint8_t> early_down;
+  if (!ec) {
     deadline.expires_after(cfg.timeouts.connect);
     const auto dial_started = clock::now();
-    auto dv = co_await (upstream::dial_direct(hs.target, svc.dns, cfg.connect, check) || expiry(deadline));
+    dial_request dr{snap.get(), &svc, route, hs.target, host_name, &view,
+                    routing::pick_context{client_ip, hs.user != nullptr ? std::string_view(hs.user->name) : "",
+                                          rec.target}};
+    auto dv = co_await (dial(dr) || expiry(deadline));
     if (dv.index() == 1) {
       ec = core::socks_errc::connect_timeout;
     } else {
       auto& d = std::get<0>(dv);
       ec = d.ec;
+      blocked_by = d.blocked_by.empty() ? blocked_by : d.blocked_by;
+      member = std::move(d.member);
       if (!ec) {
         target = std::move(d.socket);
-        rec.dialled = core::to_string(d.remote);
+        rec.dialled = std::move(d.dialled);
+        early_down = std::move(d.early);
         metrics.connect_duration.observe(
             std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - dial_started));
       }
@@ -347,15 +372,26 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
       moved.bytes_up = n;
     }
   }
+  if (!ec && !early_down.empty()) {
+    // Tunnel bytes that arrived with an upstream's reply go to the client.
+    auto [wec, n] = co_await asio::async_write(client, asio::buffer(early_down), nothrow);
+    ec = wec;
+    moved.bytes_down = n;
+    early_down = {};
+  }
   buf.reset();  // an established tunnel holds no handshake memory
   if (!ec) {
     relay::tcp_relay relay(client, target, cfg.relay, svc.pipes, svc.buffers);
-    const auto early_up = moved.bytes_up;
+    const auto early = moved;
     moved = co_await relay.async_run(asio::use_awaitable);
-    moved.bytes_up += early_up;
+    moved.bytes_up += early.bytes_up;
+    moved.bytes_down += early.bytes_down;
   }
 
   // ---- account
+  if (member) {
+    member->session_ended();
+  }
   metrics.bytes_up.inc(moved.bytes_up);
   metrics.bytes_down.inc(moved.bytes_down);
   if (replied) {

@@ -66,6 +66,15 @@ def binary() -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a proxy process: ours minus CLEVERSOCKS_BIN (the
+    harness' own variable; CleverSocks refuses unknown CLEVERSOCKS_* names as
+    configuration errors), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "CLEVERSOCKS_BIN"}
+    env.update(extra or {})
+    return env
+
+
 def require_binary() -> Path:
     """Skip the calling test when the binary has not been built yet."""
     path = binary()
@@ -176,9 +185,10 @@ class Proxy:
 
     def __init__(self, args=(), listen=("127.0.0.1:0",), *, prefix=(),
                  start_timeout: float = START_TIMEOUT, wait_ready: bool = True,
-                 default_args=None):
+                 default_args=None, env: dict[str, str] | None = None):
         """``default_args`` replaces DEFAULT_ARGS for this start (``[]``: none,
-        e.g. to see the built-in blocks on loopback targets)."""
+        e.g. to see the built-in blocks on loopback targets); ``env`` adds
+        environment variables (e.g. CLEVERSOCKS_* overrides)."""
         self.args = list(args)
         self.default_args = list(DEFAULT_ARGS if default_args is None else default_args)
         self.listen = list(listen)
@@ -195,7 +205,7 @@ class Proxy:
         self.cmd = [*self.prefix, *cmd]
         self.proc = subprocess.Popen(
             self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True, cwd=REPO_ROOT)
+            stderr=subprocess.PIPE, start_new_session=True, cwd=REPO_ROOT, env=child_env(env))
         self.log = LogFollower(self.proc.stderr, f"proxy-stderr-{self.proc.pid}")
         self.out = LogFollower(self.proc.stdout, f"proxy-stdout-{self.proc.pid}")
         LIVE.append(self)
@@ -416,12 +426,14 @@ class Proxy:
             raise ProxyStartError(f"danted not ready: {self.log.text()}")
 
 
-def run_cli(args, timeout: float = 10.0) -> subprocess.CompletedProcess:
-    """Run the binary to completion (for --version, --help, bad arguments)."""
+def run_cli(args, timeout: float = 10.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the binary to completion (for --version, --help, bad arguments);
+    ``env`` adds environment variables."""
     path = require_binary()
     try:
         return subprocess.run([str(path), *args], stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=timeout, cwd=REPO_ROOT)
+                              capture_output=True, timeout=timeout, cwd=REPO_ROOT,
+                              env=child_env(env))
     except subprocess.TimeoutExpired as exc:
         err = (exc.stderr or b"").decode(errors="replace")
         raise AssertionError(f"cleversocks {' '.join(args)}: still running after {timeout}s "

@@ -1,0 +1,178 @@
+// Small helpers shared by the benchmark tools (loadgen, target_server).
+// Plain POSIX/Linux calls only: the tools must cost as little CPU as possible
+// so that the proxy under test, not the harness, is the bottleneck.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace bench {
+
+// Fatal error for conditions the tools cannot work around (bad arguments,
+// epoll failures): the run is worthless, so stop loudly.
+[[noreturn]] inline void die(const char* what) {
+  std::fprintf(stderr, "fatal: %s: %s\n", what, std::strerror(errno));
+  std::exit(1);
+}
+
+[[noreturn]] inline void die_msg(const std::string& msg) {
+  std::fprintf(stderr, "fatal: %s\n", msg.c_str());
+  std::exit(2);
+}
+
+inline std::uint64_t now_ns() {
+  timespec ts{};
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+    die("clock_gettime");
+  }
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// Owns one file descriptor.
+class unique_fd {
+ public:
+  unique_fd() = default;
+  explicit unique_fd(int fd) : fd_(fd) {}
+  unique_fd(const unique_fd&) = delete;
+  unique_fd& operator=(const unique_fd&) = delete;
+  unique_fd(unique_fd&& o) noexcept : fd_(o.release()) {}
+  unique_fd& operator=(unique_fd&& o) noexcept {
+    reset(o.release());
+    return *this;
+  }
+  ~unique_fd() { reset(); }
+
+  [[nodiscard]] int get() const { return fd_; }
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) {
+      ::close(fd_);  // close(2) errors on a socket carry no actionable info
+    }
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Raises the soft open-files limit to the hard limit; returns the new soft
+// limit. Tens of thousands of sockets are needed for the idle-tunnel test.
+inline rlim_t raise_nofile_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    die("getrlimit(RLIMIT_NOFILE)");
+  }
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      die("setrlimit(RLIMIT_NOFILE)");
+    }
+  }
+  return rl.rlim_cur;
+}
+
+// A numeric socket address ("127.0.0.1:1080" or "[::1]:1080").
+struct sock_addr {
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+
+  [[nodiscard]] const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  [[nodiscard]] int family() const { return storage.ss_family; }
+};
+
+// 127.0.0.1-style address from a host-order IPv4 value (0x7f000001 = 127.0.0.1).
+inline sock_addr ipv4_addr(std::uint32_t host_order_ip, std::uint16_t port) {
+  sock_addr a;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage);
+  v4->sin_family = AF_INET;
+  v4->sin_addr.s_addr = htonl(host_order_ip);
+  v4->sin_port = htons(port);
+  a.len = sizeof(sockaddr_in);
+  return a;
+}
+
+inline sock_addr ipv6_loopback_addr(std::uint16_t port) {
+  sock_addr a;
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+  v6->sin6_family = AF_INET6;
+  v6->sin6_addr = in6addr_loopback;
+  v6->sin6_port = htons(port);
+  a.len = sizeof(sockaddr_in6);
+  return a;
+}
+
+inline std::optional<std::uint16_t> parse_port(std::string_view s) {
+  unsigned v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || end != s.data() + s.size() || v == 0 || v > 65535) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(v);
+}
+
+// Splits "host:port" or "[v6]:port"; the host keeps no brackets.
+inline std::optional<std::pair<std::string, std::uint16_t>> split_host_port(std::string_view s) {
+  std::string_view host;
+  std::string_view port;
+  if (!s.empty() && s.front() == '[') {
+    const auto close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') {
+      return std::nullopt;
+    }
+    host = s.substr(1, close - 1);
+    port = s.substr(close + 2);
+  } else {
+    const auto colon = s.rfind(':');
+    if (colon == std::string_view::npos) {
+      return std::nullopt;
+    }
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+  }
+  const auto p = parse_port(port);
+  if (host.empty() || !p) {
+    return std::nullopt;
+  }
+  return std::make_pair(std::string(host), *p);
+}
+
+// Numeric IPv4/IPv6 literal + port to a socket address; nullopt for names.
+inline std::optional<sock_addr> numeric_addr(const std::string& host, std::uint16_t port) {
+  sock_addr a;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    a.len = sizeof(sockaddr_in);
+    return a;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    a.len = sizeof(sockaddr_in6);
+    return a;
+  }
+  return std::nullopt;
+}
+
+}  // namespace bench

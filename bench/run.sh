@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# bench/run.sh — CleverSocks against direct, Dante and microsocks, side by side
+# on loopback (the script behind `make bench`; issue 3). See bench/README.md.
+#
+# usage: bench/run.sh [--quick] [--reps N] [--duration S] [--workers W]
+#                     [--servers "direct cleversocks dante microsocks"]
+#                     [--cases "idle latency ..."] [--no-install]
+# Every flag has a BENCH_* environment twin (listed below).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+# ---------------------------------------------------------------- settings --
+WORKERS=${BENCH_WORKERS:-$(nproc)}        # proxy workers = generator threads
+DURATION=${BENCH_DURATION:-3}             # measured seconds per throughput/sessions run
+WARMUP=${BENCH_WARMUP:-1}                 # unmeasured seconds before that
+REPS=${BENCH_REPS:-3}                     # runs per cell; the table shows medians
+CLIENTS=${BENCH_CLIENTS:-64}              # concurrent session clients (idle: handshakes in flight)
+PINGS=${BENCH_PINGS:-10000}               # latency round trips measured
+IDLE_LEVELS=${BENCH_IDLE_LEVELS:-1000,5000,10000}
+SERVERS=${BENCH_SERVERS:-"direct cleversocks dante microsocks"}
+# Idle first: it needs the most ephemeral ports, and session runs leave
+# thousands of TIME_WAIT sockets behind for a minute.
+CASES=${BENCH_CASES:-"idle latency thr_up_1 thr_down_1 thr_up_8 thr_down_8 sess_ipv4 sess_domain sess_ipv4_auth sess_domain_auth"}
+BUILD_DIR=${BENCH_BUILD_DIR:-build/bench}
+RESULTS_DIR=${BENCH_RESULTS_DIR:-bench/results}
+INSTALL=${BENCH_INSTALL:-1}
+QUICK=0
+AUTH_USER=${BENCH_AUTH_USER:-bench}      # RFC 1929 credentials for the "+ auth" columns
+AUTH_PASS=${BENCH_AUTH_PASS:-bench-secret}
+CLEVERSOCKS_BIN=${CLEVERSOCKS_BIN:-build/release/cleversocks}
+CLEVERSOCKS_ARGS=${CLEVERSOCKS_ARGS:-}    # extra flags for every CleverSocks run
+# Flags that make CleverSocks require that user; set it empty to leave its
+# "+ auth" cells n/a.
+CLEVERSOCKS_AUTH_ARGS=${CLEVERSOCKS_AUTH_ARGS-"--user $AUTH_USER:$AUTH_PASS"}
+
+usage() { sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --quick) QUICK=1; REPS=1; DURATION=1; WARMUP=0.5; PINGS=2000 ;;
+    --reps) REPS=${2:?--reps needs a value}; shift ;;
+    --duration) DURATION=${2:?--duration needs a value}; shift ;;
+    --workers) WORKERS=${2:?--workers needs a value}; shift ;;
+    --servers) SERVERS=${2:?--servers needs a value}; shift ;;
+    --cases) CASES=${2:?--cases needs a value}; shift ;;
+    --no-install) INSTALL=0 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "run.sh: $*"; exit 1; }
+
+KNOWN_CASES=" idle latency thr_up_1 thr_down_1 thr_up_8 thr_down_8 sess_ipv4 sess_domain sess_ipv4_auth sess_domain_auth "
+read -ra CASE_LIST <<<"$CASES"
+for c in "${CASE_LIST[@]}"; do
+  [[ $KNOWN_CASES == *" $c "* ]] || die "unknown case $c (known:$KNOWN_CASES)"
+done
+
+# ------------------------------------------------------- process tracking --
+# Every server starts through spawn(), in its own session (setsid), so its pid
+# is also its process group id: stopping it also reaches any children it
+# forked (Dante), and nothing else.
+STARTED=()
+WORK=""
+
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
+
+# stop_pid PID: SIGTERM, a bounded wait, then SIGKILL for whatever is left of
+# its process group.
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    alive "$pid" || break
+    sleep 0.03
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${STARTED[@]}"; do
+    stop_pid "$pid"
+  done
+  STARTED=()
+  [[ -n $WORK ]] && rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# spawn NAME CMD...: start CMD in the background, logging to $WORK/NAME.log;
+# sets SPAWNED_PID.
+spawn() {
+  local name=$1
+  shift
+  # Truncate here, not in the child's redirection: that runs after the fork,
+  # and meanwhile the caller could read the previous instance's output.
+  : >"$WORK/$name.log"
+  setsid "$@" >>"$WORK/$name.log" 2>&1 &
+  SPAWNED_PID=$!
+  STARTED+=("$SPAWNED_PID")
+}
+
+stop_server() {
+  local pid=$1 keep=() p
+  stop_pid "$pid"
+  for p in "${STARTED[@]}"; do
+    [[ $p == "$pid" ]] || keep+=("$p")
+  done
+  STARTED=("${keep[@]}")
+}
+
+# log_tail NAME: the end of a server's log, for failure messages.
+log_tail() {
+  if [[ -s $WORK/$1.log ]]; then
+    tail -n 5 "$WORK/$1.log" | sed 's/^/    /' >&2
+  else
+    log "    (its log is empty)"
+  fi
+}
+
+# A port the kernel considers free right now (bind to port 0, then release).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT PID: until 127.0.0.1:PORT accepts a connection; gives up
+# after 200 tries (about 5 s) or as soon as PID dies.
+wait_port() {
+  local port=$1 pid=$2 i
+  for ((i = 0; i < 200; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    alive "$pid" || return 1
+    sleep 0.025
+  done
+  return 1
+}
+
+# ------------------------------------------------------------------ peers --
+# One function per peer: peer_NAME ACTION [PORT AUTH]
+#   label       print the row label (name and version)
+#   check       succeed if it can run here, else print why not
+#   auth        succeed if it does RFC 1929 in this setup
+#   start P A   spawn it listening on 127.0.0.1:P (A=1: require user/pass)
+# To add a peer, write peer_NAME and add NAME to SERVERS (see README.md).
+
+pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null | sed 's/[+-].*//'; }
+
+peer_cleversocks() {
+  case $1 in
+    label)
+      local version
+      version=$("$CLEVERSOCKS_BIN" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -n 1) || true
+      echo "CleverSocks${version:+ $version}" ;;
+    check)
+      [[ -x $CLEVERSOCKS_BIN ]] && return 0
+      echo "no binary at $CLEVERSOCKS_BIN (build it, or set CLEVERSOCKS_BIN)"
+      return 1 ;;
+    auth) [[ -n $CLEVERSOCKS_AUTH_ARGS ]] ;;
+    start)
+      local extra=() auth_args=()
+      read -ra extra <<<"$CLEVERSOCKS_ARGS"
+      [[ $3 == 1 ]] && read -ra auth_args <<<"$CLEVERSOCKS_AUTH_ARGS"
+      # The address goes first: options such as --user take several values
+      # and would swallow an address that follows them. Its default policy
+      # refuses private and loopback destinations; like the peers' rules,
+      # allow the loopback target.
+      spawn cleversocks "$CLEVERSOCKS_BIN" "127.0.0.1:$2" -q -w "$WORKERS" \
+        --allow 127.0.0.0/8 --allow ::1/128 "${extra[@]}" "${auth_args[@]}" ;;
+  esac
+}
+
+peer_dante() {
+  case $1 in
+    label) echo "Dante $(pkg_version dante-server)" ;;
+    check) command -v danted >/dev/null && return 0; echo "danted not installed"; return 1 ;;
+    auth) return 1 ;;  # Dante's RFC 1929 checks system (passwd/PAM) users: not set up here
+    start)
+      local conf="$WORK/danted-$2.conf"
+      {
+        echo "logoutput: stderr"
+        echo "internal: 127.0.0.1 port = $2"
+        # Dante binds each outgoing socket to port 0 before connecting, so it
+        # cannot reuse TIME_WAIT ports as connect() does. An address of its
+        # own keeps the TIME_WAIT sockets other servers' session runs leave
+        # on 127.0.0.1 from starving it of ephemeral ports.
+        echo "external: 127.0.0.3"
+        grep -q '^0\{31\}1 ' /proc/net/if_inet6 2>/dev/null && echo "external: ::1"
+        echo "socksmethod: none"
+        echo "clientmethod: none"
+        if [[ $(id -u) == 0 ]]; then
+          echo "user.privileged: root"
+          echo "user.unprivileged: nobody"
+        fi
+        echo "client pass { from: 127.0.0.0/8 to: 0/0 }"
+        echo "socks pass { from: 127.0.0.0/8 to: 0/0 }"
+      } >"$conf"
+      spawn dante danted -f "$conf" -p "$WORK/danted-$2.pid" ;;
+  esac
+}
+
+peer_microsocks() {
+  case $1 in
+    label) echo "microsocks $(pkg_version microsocks)" ;;
+    check) command -v microsocks >/dev/null && return 0; echo "microsocks not installed"; return 1 ;;
+    auth) return 0 ;;
+    start)
+      local auth_args=()
+      [[ $3 == 1 ]] && auth_args=(-u "$AUTH_USER" -P "$AUTH_PASS")
+      # It logs every connection and has no quiet switch; the log goes to a file.
+      spawn microsocks microsocks -i 127.0.0.1 -p "$2" "${auth_args[@]}" ;;
+  esac
+}
+
+# start_target: a fresh loopback target (echo, bulk source, bulk sink; ports
+# chosen by the kernel) for each measurement, so no run meets the previous
+# run's TIME_WAIT sockets towards the same ports. Sets TARGET_PID and the
+# *_PORT variables.
+start_target() {
+  local i ports=""
+  spawn target "$BUILD_DIR/target_server" -t "$WORKERS"
+  TARGET_PID=$SPAWNED_PID
+  for ((i = 0; i < 200; i++)); do
+    ports=$(grep -m 1 '^{' "$WORK/target.log" 2>/dev/null || true)
+    [[ -n $ports ]] && break
+    alive "$TARGET_PID" || die "target_server died: $(cat "$WORK/target.log")"
+    sleep 0.025
+  done
+  [[ $ports =~ \"echo\":([0-9]+),\"source\":([0-9]+),\"sink\":([0-9]+) ]] ||
+    die "target_server gave no ports: $ports"
+  ECHO_PORT=${BASH_REMATCH[1]} SOURCE_PORT=${BASH_REMATCH[2]} SINK_PORT=${BASH_REMATCH[3]}
+}
+
+# ------------------------------------------------------------------ cases --
+# case_args CASE: the loadgen arguments for one measurement.
+case_args() {
+  local echo_t="127.0.0.1:$ECHO_PORT" timed=(-d "$DURATION" --warmup "$WARMUP")
+  case $1 in
+    thr_up_1) echo throughput --target "127.0.0.1:$SINK_PORT" --dir up -s 1 "${timed[@]}" ;;
+    thr_down_1) echo throughput --target "127.0.0.1:$SOURCE_PORT" --dir down -s 1 "${timed[@]}" ;;
+    thr_up_8) echo throughput --target "127.0.0.1:$SINK_PORT" --dir up -s 8 "${timed[@]}" ;;
+    thr_down_8) echo throughput --target "127.0.0.1:$SOURCE_PORT" --dir down -s 8 "${timed[@]}" ;;
+    sess_ipv4|sess_ipv4_auth) echo sessions --target "$echo_t" -c "$CLIENTS" "${timed[@]}" ;;
+    sess_domain|sess_domain_auth) echo sessions --target "localhost:$ECHO_PORT" -c "$CLIENTS" "${timed[@]}" ;;
+    latency) echo latency --target "$echo_t" -n "$PINGS" --warmup-count $((PINGS / 10)) ;;
+    idle) echo idle --target "$echo_t" --levels "$IDLE_LEVELS" -c "$CLIENTS" --hold 0 --timeout 3 ;;
+  esac
+}
+
+# Upper bound on one loadgen run, so a wedged server cannot hang the script.
+case_time_limit() {
+  case $1 in
+    idle) echo 600 ;;
+    latency) echo 300 ;;
+    *) awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 60 }' ;;
+  esac
+}
+
+# run_case SERVER CASE REP: one measurement, appended to $RAW as records
+# {"server","case","rep","server_died","result"}.
+run_case() {
+  local server=$1 case=$2 rep=$3 with_auth=0 port pid="" args via out rc line died=false tag
+  tag="  [$rep/$REPS] $(printf '%-11s %-16s' "$server" "$case")"
+  [[ $case == *_auth ]] && with_auth=1
+  if [[ $server == direct ]]; then
+    [[ $with_auth == 1 || $case == sess_domain ]] && return 0  # no counterpart
+  else
+    [[ $with_auth == 1 ]] && ! "peer_$server" auth && return 0  # n/a
+  fi
+  start_target
+  if [[ $server == direct ]]; then
+    via=(--direct)
+  else
+    port=$(free_port)
+    "peer_$server" start "$port" "$with_auth"
+    pid=$SPAWNED_PID
+    if ! wait_port "$port" "$pid"; then
+      log "$tag did not accept connections on 127.0.0.1:$port; its log ends with:"
+      log_tail "$server"
+      stop_server "$pid"
+      stop_server "$TARGET_PID"
+      return 0
+    fi
+    via=(--proxy "127.0.0.1:$port")
+    [[ $case == idle ]] && via+=(--pid "$pid")
+    [[ $with_auth == 1 ]] && via+=(--auth "$AUTH_USER:$AUTH_PASS")
+  fi
+  read -ra args <<<"$(case_args "$case")"
+  rc=0
+  out=$(timeout --foreground -k 5 "$(case_time_limit "$case")" \
+    "$LOADGEN" "${args[@]}" "${via[@]}" -t "$WORKERS" 2>"$WORK/loadgen.err") || rc=$?
+  if [[ -n $pid ]]; then
+    if ! alive "$pid"; then
+      died=true
+      log "$tag $server died during the run; its log ends with:"
+      log_tail "$server"
+    fi
+    stop_server "$pid"
+  fi
+  stop_server "$TARGET_PID"
+  while IFS= read -r line; do
+    log "$tag $line"
+  done <"$WORK/loadgen.err"
+  ((rc == 0)) || log "$tag loadgen exited with status $rc"
+  ((rc != 130)) || exit 130  # interrupted (SIGINT): stop the whole run
+  # A run that printed nothing still leaves a record, so the table can say why.
+  [[ $out == *\{* ]] || out=null
+  while IFS= read -r line; do
+    [[ $line == \{* || $line == null ]] || continue
+    printf '{"server":"%s","case":"%s","rep":%d,"server_died":%s,"result":%s}\n' \
+      "$server" "$case" "$rep" "$died" "$line" >>"$RAW"
+  done <<<"$out"
+}
+
+# ------------------------------------------------------------------- main --
+if ((INSTALL)) && [[ -x scripts/install-deps.sh ]]; then
+  scripts/install-deps.sh bench
+fi
+command -v python3 >/dev/null || die "python3 is needed for the report"
+command -v cmake >/dev/null || die "cmake is needed to build the bench tools"
+
+log "building the bench tools in $BUILD_DIR"
+cmake -S bench -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD_DIR" --parallel >/dev/null
+LOADGEN=$BUILD_DIR/loadgen
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cleversocks-bench.XXXXXX")
+mkdir -p "$RESULTS_DIR"
+RAW=$RESULTS_DIR/latest.raw.jsonl
+: >"$RAW"
+
+# Servers inherit this: 10,000 tunnels need ~20,000 descriptors in the proxy.
+ulimit -n "$(ulimit -Hn)"
+log "open-files limit for the servers: $(ulimit -n) (hard limit)"
+# Everything shares the machine's cores: other work skews every figure.
+LOADAVG=$(cut -d ' ' -f 1 /proc/loadavg)
+awk -v l="$LOADAVG" 'BEGIN { exit !(l >= 0.5) }' &&
+  log "warning: load average $LOADAVG before the run: other work on this machine will skew the figures"
+[[ $(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo 0) != 0 ]] ||
+  log "warning: net.ipv4.tcp_tw_reuse is 0; session runs may run out of ephemeral ports"
+
+# Which servers run, and how they are labelled.
+SERVERS_TSV=$WORK/servers.tsv
+: >"$SERVERS_TSV"
+RUN=()
+for s in $SERVERS; do
+  if [[ $s == direct ]]; then
+    printf 'direct\tdirect, no proxy\tok\t0\n' >>"$SERVERS_TSV"
+    RUN+=(direct)
+    continue
+  fi
+  declare -F "peer_$s" >/dev/null || die "unknown server $s (no peer_$s function)"
+  if why=$("peer_$s" check); then
+    RUN+=("$s")
+    status=ok
+  else
+    log "skipping $s: $why"
+    status=$why
+  fi
+  a=0
+  "peer_$s" auth && a=1
+  printf '%s\t%s\t%s\t%s\n' "$s" "$("peer_$s" label)" "$status" "$a" >>"$SERVERS_TSV"
+done
+
+log "servers: ${RUN[*]}; W=$WORKERS; $REPS rep(s); ${DURATION}s measured + ${WARMUP}s warm-up"
+started=$SECONDS
+# Servers alternate within each measurement, so drift over the run (thermal,
+# noisy neighbours) spreads over all of them.
+for ((rep = 1; rep <= REPS; rep++)); do
+  for case in "${CASE_LIST[@]}"; do
+    for s in "${RUN[@]}"; do
+      run_case "$s" "$case" "$rep"
+    done
+  done
+done
+log "measurements took $((SECONDS - started)) s"
+
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
+if [[ $commit != none ]] && ! git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null; then
+  commit="$commit+dirty"
+fi
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+cat >"$WORK/meta.json" <<EOF
+{"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "commit": "$commit", "cpus": $(nproc),
+ "cpu_model": "${cpu_model//\"/}", "kernel": "$(uname -r)", "workers": $WORKERS,
+ "duration_s": $DURATION, "warmup_s": $WARMUP, "reps": $REPS, "clients": $CLIENTS,
+ "pings": $PINGS, "idle_levels": [$IDLE_LEVELS], "loadavg_before": $LOADAVG,
+ "cases": [$(printf '"%s",' "${CASE_LIST[@]}" | sed 's/,$//')],
+ "quick": $( ((QUICK)) && echo true || echo false)}
+EOF
+python3 bench/report.py "$RAW" "$SERVERS_TSV" "$WORK/meta.json" "$RESULTS_DIR/latest"
+log "written: $RESULTS_DIR/latest.md, $RESULTS_DIR/latest.json (raw records: $RAW)"

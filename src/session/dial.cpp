@@ -1,0 +1,112 @@
+#include "session/dial.hpp"
+
+#include "obs/log.hpp"
+#include "upstream/chain.hpp"
+#include "upstream/direct.hpp"
+
+namespace cs::session {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+asio::awaitable<dial_outcome> direct(const dial_request& req, const core::target_address& target) {
+  dial_outcome out{{}, tcp::socket(req.svc->dns.get_executor()), {}, {}, nullptr, {}};
+  const upstream::address_check check = [&](const core::ip::address& a) -> core::error_code {
+    if (req.view == nullptr) {
+      return {};
+    }
+    req.view->address = a;
+    const auto verdict = req.snap->acl.evaluate(*req.view);
+    if (!verdict.allowed()) {
+      out.blocked_by = verdict.by;
+      return core::socks_errc::not_allowed;
+    }
+    return {};
+  };
+  auto d = co_await upstream::dial_direct(target, req.svc->dns, req.route->egress, check);
+  out.ec = d.ec;
+  if (!d.ec) {
+    out.socket = std::move(d.socket);
+    out.dialled = core::to_string(d.remote);
+  }
+  co_return out;
+}
+
+asio::awaitable<dial_outcome> through(const dial_request& req, std::span<const upstream::proxy_url> hops,
+                                      const core::target_address& target, std::string name) {
+  dial_outcome out{{}, tcp::socket(req.svc->dns.get_executor()), {}, {}, nullptr, {}};
+  auto c = co_await upstream::dial_chain(hops, target, req.svc->dns, req.route->egress);
+  out.ec = c.ec;
+  if (!c.ec) {
+    out.socket = std::move(c.socket);
+    out.early = std::move(c.early);
+    out.dialled = "via " + std::move(name);
+  }
+  co_return out;
+}
+
+}  // namespace
+
+asio::awaitable<dial_outcome> dial(const dial_request& req) {
+  const auto& route = *req.route;
+  const auto target = routing::router::rewritten(route, req.target, req.snap->router.capture(route, req.host));
+  switch (route.k) {
+    case routing::route::kind::block: {
+      dial_outcome out{core::socks_errc::not_allowed, tcp::socket(req.svc->dns.get_executor()), {}, {}, nullptr, {}};
+      out.blocked_by = route.name;
+      co_return out;
+    }
+    case routing::route::kind::direct:
+      co_return co_await direct(req, target);
+    case routing::route::kind::redirect:
+      co_return co_await direct(req, route.redirect);
+    case routing::route::kind::chain:
+      co_return co_await through(req, route.hops, target, route.name);
+    case routing::route::kind::pool:
+      break;
+  }
+
+  // Pool: try members in the strategy's order; a member that fails on its
+  // own account (unreachable, broke the protocol) is reported and the next
+  // one is tried. A target-side refusal ends it: another member would be
+  // told the same.
+  const auto* p = req.snap->router.get_pool();
+  dial_outcome out{core::socks_errc::upstream_failure, tcp::socket(req.svc->dns.get_executor()), {}, {}, nullptr, {}};
+  if (p == nullptr) {
+    co_return out;
+  }
+  for (const auto& member : p->candidates(req.pick)) {
+    if (!member->admits(clock::now())) {
+      continue;  // someone else took its half-open trial
+    }
+    const auto started = clock::now();
+    const upstream::proxy_url hop = member->url();
+    auto c = co_await upstream::dial_chain(std::span(&hop, 1), target, req.svc->dns, route.egress);
+    if (!c.ec) {
+      member->on_success(std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started));
+      member->session_started();
+      out.ec = {};
+      out.socket = std::move(c.socket);
+      out.early = std::move(c.early);
+      out.dialled = "via " + member->name();
+      out.member = member;
+      co_return out;
+    }
+    if (c.ec == asio::error::operation_aborted) {
+      out.ec = c.ec;
+      co_return out;
+    }
+    out.ec = c.ec;
+    if (!c.hop_failed) {
+      co_return out;
+    }
+    member->on_failure(clock::now(), p->breaker());
+    obs::log().debug("pool member {} failed ({}); trying the next", member->name(), c.ec.message());
+  }
+  co_return out;
+}
+
+}  // namespace cs::session
