@@ -102,7 +102,8 @@ std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generat
   if (s.proxy_pool.enabled && members.empty()) {
     snap->warnings.push_back("proxy_pool is enabled but has no members: unmatched requests will fail");
   }
-  snap->router = routing::router(s.forwarding, s.upstreams, s.proxy_pool, std::move(members), s.connect, snap->geoip);
+  snap->router = routing::router(s.forwarding, s.upstreams, s.proxy_pool, std::move(members), s.connect, snap->geoip,
+                                 s.port_forward);
 
   auto& reg = obs::global_registry();
   for (const auto& r : snap->acl.settings().rules) {

@@ -7,7 +7,7 @@ namespace cs::policy {
 
 namespace {
 
-using u128 = unsigned __int128;
+__extension__ using u128 = unsigned __int128;
 
 u128 to_u128(const core::ip::address_v6& a) {
   const auto b = a.to_bytes();

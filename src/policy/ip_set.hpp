@@ -40,7 +40,7 @@ class ip_set {
   bool empty() const noexcept { return v4_.empty() && v6_.empty(); }
 
  private:
-  using u128 = unsigned __int128;
+  __extension__ using u128 = unsigned __int128;
   struct range4 {
     std::uint32_t lo, hi;
   };

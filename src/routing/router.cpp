@@ -86,7 +86,7 @@ router::router() { default_.name = "direct"; }
 router::router(const std::vector<forwarding_rule>& rules,
                const std::vector<std::pair<std::string, std::string>>& upstreams, const pool_settings& pool_cfg,
                std::vector<member_spec> pool_members, upstream::connect_options default_egress,
-               std::shared_ptr<const policy::geoip> geo)
+               std::shared_ptr<const policy::geoip> geo, const std::vector<port_forward_settings>& forwards)
     : geo_(std::move(geo)) {
   // The pool, if it has members.
   if (pool_cfg.enabled || !pool_members.empty()) {
@@ -246,6 +246,34 @@ router::router(const std::vector<forwarding_rule>& rules,
     }
     matchers_.push_back(std::move(m));
     routes_.push_back(std::move(r));
+  }
+
+  for (std::size_t i = 0; i < forwards.size(); ++i) {
+    const auto& pf = forwards[i];
+    const std::string where = "port_forward[" + std::to_string(i) + "]";
+    forward f;
+    if (!core::parse_target(pf.target, f.target) || f.target.port == 0) {
+      fail(where + ".target", "expected HOST:PORT");
+    }
+    f.r.rule = SIZE_MAX;
+    f.r.egress = default_egress;
+    if (pf.via.size() == 1 && (pf.via[0] == "pool" || pf.via[0].starts_with("pool:"))) {
+      if (!pool_) {
+        fail(where + ".via", "'pool' needs proxy_pool members or a source");
+      }
+      f.r.k = route::kind::pool;
+      f.r.name = "pool";
+    } else {
+      f.r.hops = resolve_hops(pf.via.empty() ? std::vector<std::string>{"direct"} : pf.via, upstreams, where + ".via");
+      f.r.k = f.r.hops.empty() ? route::kind::direct : route::kind::chain;
+      for (const auto& h : f.r.hops) {
+        f.r.name += (f.r.name.empty() ? "" : ">") + h.redacted();
+      }
+      if (f.r.hops.empty()) {
+        f.r.name = "direct";
+      }
+    }
+    forwards_.push_back(std::move(f));
   }
 }
 

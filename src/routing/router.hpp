@@ -66,7 +66,7 @@ class router {
   router(const std::vector<forwarding_rule>& rules,
          const std::vector<std::pair<std::string, std::string>>& upstreams, const pool_settings& pool_cfg,
          std::vector<member_spec> pool_members, upstream::connect_options default_egress,
-         std::shared_ptr<const policy::geoip> geo);
+         std::shared_ptr<const policy::geoip> geo, const std::vector<port_forward_settings>& forwards = {});
   router(const router&) = delete;
   router& operator=(const router&) = delete;
   router(router&&) noexcept = default;
@@ -82,6 +82,14 @@ class router {
   std::string_view capture(const route& r, std::string_view host) const;
 
   const pool* get_pool() const noexcept { return pool_.get(); }
+
+  /// Port forwards (`port_forward`), in configuration order: the fixed
+  /// target and the route to it ("via" hops, the pool, or direct).
+  struct forward {
+    core::target_address target;
+    route r;
+  };
+  const std::vector<forward>& forwards() const noexcept { return forwards_; }
   const std::vector<route>& routes() const noexcept { return routes_; }
   const route& default_route() const noexcept { return default_; }
 
@@ -109,6 +117,7 @@ class router {
   std::vector<matcher> matchers_;
   std::vector<route> routes_;
   route default_;
+  std::vector<forward> forwards_;
   std::unique_ptr<pool> pool_;
   std::shared_ptr<const policy::geoip> geo_;
 };

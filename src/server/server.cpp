@@ -6,6 +6,7 @@
 #include "obs/log.hpp"
 #include "obs/prometheus.hpp"
 #include "server/file_watch.hpp"
+#include "server/health.hpp"
 #include "server/system.hpp"
 #include "server/worker.hpp"
 
@@ -37,6 +38,7 @@ class control_plane {
  public:
   control_plane(const config::source& src, std::shared_ptr<const config::snapshot> snap)
       : src_(src), current_(std::move(snap)), watch_(io_, [this] { reload("file change"); }),
+        health_(io_, current_->source.dns),
         deadline_(io_), open_warning_(io_), signals_(io_, SIGINT, SIGTERM, SIGHUP) {
     fingerprint_ = files_fingerprint(current_->source);
   }
@@ -65,8 +67,8 @@ class control_plane {
     if (public_without_auth() && !cfg.allow_open) {
       warn_open();
     }
-    warn_unimplemented(cfg);
     watch_.watch(src_.watched_files(cfg));
+    health_.track(current_);
     wait_signal();
     for (auto& w : workers_) {
       w->start();
@@ -136,6 +138,20 @@ class control_plane {
       listeners_.push_back(bound.endpoint);
       obs::notice("listening on " + core::to_string(bound.endpoint));
     }
+    const auto& forwards = current_->router.forwards();
+    for (std::size_t i = 0; i < cfg.port_forward.size() && i < forwards.size(); ++i) {
+      tcp::endpoint bound = cfg.port_forward[i].listen;
+      try {
+        for (auto& w : workers_) {
+          bound = w->listen_forward(bound, i, cfg.listen_backlog);
+        }
+      } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("cannot listen on " + core::to_string(cfg.port_forward[i].listen) +
+                                 " (port_forward): " + e.code().message());
+      }
+      obs::notice("port forward on " + core::to_string(bound) + " to " + core::to_string(forwards[i].target) +
+                  " via " + forwards[i].r.name);
+    }
   }
 
   void start_admin() {
@@ -156,6 +172,9 @@ class control_plane {
          }},
         {"GET", "/api/v1/status", false,
          [this](const admin::request&) { return admin::response{200, "application/json", status_json()}; }},
+        {"GET", "/api/v1/upstreams", false,
+         [this](const admin::request&) { return admin::response{200, "application/json", upstreams_json()}; }},
+        {"POST", "/api/v1/upstreams/", true, [this](const admin::request& r) { return upstream_action(r.path); }},
         {"POST", "/api/v1/reload", false,
          [this](const admin::request&) {
            const auto r = reload("api");
@@ -193,12 +212,6 @@ class control_plane {
         warn_open();
       }
     });
-  }
-
-  static void warn_unimplemented(const config::settings& s) {
-    if (!s.forwarding.empty() || s.proxy_pool.enabled || !s.port_forward.empty()) {
-      obs::log().warn("forwarding, proxy_pool and port_forward are validated but not applied by this version");
-    }
   }
 
   // ------------------------------------------------------------ signals
@@ -268,6 +281,7 @@ class control_plane {
       s.dns = old.dns;
       s.relay.chunk = old.relay.chunk;
       s.log.format = old.log.format;
+      s.port_forward = old.port_forward;
       try {
         auto snap = config::compile(s, current_->generation + 1);
         current_ = std::move(snap);
@@ -293,7 +307,7 @@ class control_plane {
     for (const auto& w : current_->warnings) {
       obs::log().warn("{}", w);
     }
-    warn_unimplemented(current_->source);
+    health_.track(current_);
     reg.config_reloads_success.inc();
     obs::log().info("configuration reloaded ({}): generation {}, {} user(s), {} rule(s)", trigger,
                     current_->generation, current_->users.size(), current_->acl.rule_count());
@@ -324,6 +338,7 @@ class control_plane {
     ready_ = false;
     notify("STOPPING=1");
     watch_.stop();
+    health_.stop();
     open_warning_.cancel();
     const auto drain = current_->source.timeouts.drain;
     obs::log().info("signal {}: no longer accepting; draining {} session(s), deadline {} ms", signo,
@@ -385,6 +400,67 @@ class control_plane {
 
   std::string metrics_text() const;
 
+  static json member_json(const routing::member_state& m) {
+    const auto now = std::chrono::steady_clock::now();
+    json j = {{"id", m.id()},
+              {"url", m.name()},
+              {"state", routing::to_string(m.state())},
+              {"drained", m.drained()},
+              {"active_sessions", m.active()},
+              {"sessions", m.sessions()},
+              {"failures", m.failures()},
+              {"latency_ms", m.latency_us() < 0 ? json(nullptr) : json(static_cast<double>(m.latency_us()) / 1000.0)}};
+    if (m.state() == routing::breaker_state::open) {
+      j["ejected_for_ms"] = std::max<std::int64_t>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(m.open_until() - now).count());
+    }
+    return j;
+  }
+
+  std::string upstreams_json() const {
+    json members = json::array();
+    std::string strategy;
+    if (const auto* p = current_->router.get_pool()) {
+      for (const auto& m : p->members()) {
+        auto j = member_json(*m.state);
+        j["weight"] = m.weight;
+        members.push_back(std::move(j));
+      }
+      strategy = current_->source.proxy_pool.strategy;
+    }
+    json named = json::array();
+    for (const auto& [name, url] : current_->source.upstreams) {
+      upstream::proxy_url u;
+      upstream::parse_proxy_url(url, u);
+      named.push_back({{"name", name}, {"url", u.redacted()}});
+    }
+    json body = {{"pool", {{"enabled", current_->source.proxy_pool.enabled}, {"strategy", strategy}, {"members", members}}},
+                 {"upstreams", named}};
+    return body.dump() + "\n";
+  }
+
+  // POST /api/v1/upstreams/{id}/drain | /enable
+  admin::response upstream_action(const std::string& path) const {
+    const std::string rest = path.substr(std::string("/api/v1/upstreams/").size());
+    const auto slash = rest.find('/');
+    const std::string id = rest.substr(0, slash);
+    const std::string action = slash == std::string::npos ? std::string() : rest.substr(slash + 1);
+    if (action != "drain" && action != "enable") {
+      return {404, "application/json", R"({"error":"expected /api/v1/upstreams/{id}/drain or /enable"})" "\n"};
+    }
+    if (const auto* p = current_->router.get_pool()) {
+      for (const auto& m : p->members()) {
+        if (m.state->id() == id) {
+          m.state->set_drained(action == "drain");
+          obs::log().info("upstream {} {} through the admin API", m.state->name(),
+                          action == "drain" ? "drained (no new sessions)" : "enabled");
+          return {200, "application/json", member_json(*m.state).dump() + "\n"};
+        }
+      }
+    }
+    return {404, "application/json", R"({"error":"no such upstream"})" "\n"};
+  }
+
   const config::source& src_;
   std::shared_ptr<const config::snapshot> current_;
   asio::io_context io_{1};
@@ -393,6 +469,7 @@ class control_plane {
   std::vector<tcp::endpoint> listeners_;
   std::unique_ptr<admin::http_server> admin_;
   file_watch watch_;
+  health_checker health_;
   asio::steady_timer deadline_;
   asio::steady_timer open_warning_;
   asio::signal_set signals_;
@@ -516,6 +593,44 @@ std::string control_plane::metrics_text() const {
   for (const auto& [name, c] : users.users) {
     t.sample("cleversocks_user_bytes_total", {{"user", name}, {"direction", "up"}}, c->bytes_up.value());
     t.sample("cleversocks_user_bytes_total", {{"user", name}, {"direction", "down"}}, c->bytes_down.value());
+  }
+  if (const auto* p = current_->router.get_pool()) {
+    const auto& members = p->members();
+    t.family("cleversocks_upstream_sessions_total", "counter", "Sessions through a pool member.");
+    for (const auto& m : members) {
+      t.sample("cleversocks_upstream_sessions_total", {{"upstream", m.state->name()}}, m.state->sessions());
+    }
+    t.family("cleversocks_upstream_failures_total", "counter", "Failed dials and probes of a pool member.");
+    for (const auto& m : members) {
+      t.sample("cleversocks_upstream_failures_total", {{"upstream", m.state->name()}}, m.state->failures());
+    }
+    t.family("cleversocks_upstream_active_sessions", "gauge", "Sessions in progress through a pool member.");
+    for (const auto& m : members) {
+      t.sample("cleversocks_upstream_active_sessions", {{"upstream", m.state->name()}},
+               static_cast<double>(m.state->active()));
+    }
+    t.family("cleversocks_upstream_state", "gauge",
+             "Circuit breaker of a pool member: 0 closed (in rotation), 1 half-open, 2 open (ejected); "
+             "-1 drained by the operator.");
+    for (const auto& m : members) {
+      t.sample("cleversocks_upstream_state", {{"upstream", m.state->name()}},
+               m.state->drained() ? -1.0 : static_cast<double>(m.state->state()));
+    }
+    t.family("cleversocks_upstream_connect_duration_seconds", "histogram",
+             "Time to open a tunnel through a pool member (dials and probes that succeeded).");
+    for (const auto& m : members) {
+      std::uint64_t cumulative = 0;
+      for (std::size_t i = 0; i <= obs::histogram::bounds.size(); ++i) {
+        cumulative += m.state->latency().bucket(i);
+        const std::string le =
+            i < obs::histogram::bounds.size() ? fmt::format("{}", obs::histogram::bounds[i]) : "+Inf";
+        t.sample("cleversocks_upstream_connect_duration_seconds_bucket", {{"upstream", m.state->name()}, {"le", le}},
+                 cumulative);
+      }
+      t.sample("cleversocks_upstream_connect_duration_seconds_sum", {{"upstream", m.state->name()}},
+               static_cast<double>(m.state->latency().sum_us()) / 1e6);
+      t.sample("cleversocks_upstream_connect_duration_seconds_count", {{"upstream", m.state->name()}}, cumulative);
+    }
   }
   t.family("cleversocks_session_exceptions_total", "counter", "Sessions ended by an unexpected exception (a bug).");
   t.sample("cleversocks_session_exceptions_total", sum([](const auto& m) { return m.session_exceptions.value(); }));

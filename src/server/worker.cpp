@@ -51,9 +51,7 @@ worker::~worker() {
   io_.poll();
 }
 
-tcp::endpoint worker::listen(const config::listener_settings& l, int backlog) {
-  const auto& ep = l.endpoint;
-  auto li = std::make_unique<listener>(listener{tcp::acceptor(io_), l.proxy_protocol});
+tcp::endpoint worker::bind_listener(std::unique_ptr<listener> li, const tcp::endpoint& ep, int backlog) {
   auto& acc = li->acceptor;
   acc.open(ep.protocol());
   acc.set_option(tcp::acceptor::reuse_address(true));
@@ -70,6 +68,16 @@ tcp::endpoint worker::listen(const config::listener_settings& l, int backlog) {
   const auto bound = acc.local_endpoint();
   listeners_.push_back(std::move(li));
   return bound;
+}
+
+tcp::endpoint worker::listen(const config::listener_settings& l, int backlog) {
+  return bind_listener(std::make_unique<listener>(listener{tcp::acceptor(io_), l.proxy_protocol}), l.endpoint,
+                       backlog);
+}
+
+tcp::endpoint worker::listen_forward(const tcp::endpoint& ep, std::size_t index, int backlog) {
+  return bind_listener(
+      std::make_unique<listener>(listener{tcp::acceptor(io_), config::proxy_protocol_mode::off, index}), ep, backlog);
 }
 
 tcp::endpoint worker::adopt(int fd, config::proxy_protocol_mode pp) {
@@ -132,16 +140,18 @@ asio::awaitable<void> worker::accept_loop(listener& l) {
     metrics_.connections_accepted.inc();
     core::error_code ignored;
     sock.set_option(tcp::no_delay(true), ignored);
-    spawn_session(std::move(sock), l.proxy_protocol);
+    spawn_session(std::move(sock), l);
   }
 }
 
-void worker::spawn_session(tcp::socket sock, config::proxy_protocol_mode pp) {
+void worker::spawn_session(tcp::socket sock, const listener& l) {
   const auto id = next_session_id.fetch_add(1, std::memory_order_relaxed);
   auto it = sessions_.emplace(sessions_.end());
   active_.fetch_add(1, std::memory_order_relaxed);
   metrics_.sessions_active.add();
-  asio::co_spawn(io_, session::run(std::move(sock), snap_, services_, id, pp),
+  auto body = l.forward == SIZE_MAX ? session::run(std::move(sock), snap_, services_, id, l.proxy_protocol)
+                                    : session::run_forward(std::move(sock), snap_, services_, id, l.forward);
+  asio::co_spawn(io_, std::move(body),
                  asio::bind_cancellation_slot(it->slot(), [this, it, id](std::exception_ptr e) {
                    if (e) {
                      metrics_.session_exceptions.inc();

@@ -39,6 +39,8 @@ class worker {
   /// Opens, binds and listens on `l.endpoint` in this worker's loop. Throws
   /// boost::system::system_error (start-up only). Returns the bound endpoint.
   tcp::endpoint listen(const config::listener_settings& l, int backlog);
+  /// Listens for plain TCP connections relayed by port_forward entry `index`.
+  tcp::endpoint listen_forward(const tcp::endpoint& ep, std::size_t index, int backlog);
   /// Accepts on an already listening socket (socket activation); takes a
   /// duplicate of `fd`.
   tcp::endpoint adopt(int fd, config::proxy_protocol_mode pp);
@@ -60,9 +62,11 @@ class worker {
   struct listener {
     tcp::acceptor acceptor;
     config::proxy_protocol_mode proxy_protocol;
+    std::size_t forward = SIZE_MAX;  ///< port_forward index, or SIZE_MAX for SOCKS
   };
+  tcp::endpoint bind_listener(std::unique_ptr<listener> li, const tcp::endpoint& ep, int backlog);
   boost::asio::awaitable<void> accept_loop(listener& l);
-  void spawn_session(tcp::socket sock, config::proxy_protocol_mode pp);
+  void spawn_session(tcp::socket sock, const listener& l);
   void session_ended(std::list<boost::asio::cancellation_signal>::iterator it);
 
   const unsigned id_;

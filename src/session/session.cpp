@@ -423,4 +423,111 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   }
 }
 
+asio::awaitable<void> run_forward(tcp::socket client, std::shared_ptr<const config::snapshot> snap,
+                                  worker_services& svc, std::uint64_t id, std::size_t forward_index) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  const auto started = clock::now();
+  const auto& cfg = snap->source;
+  auto& metrics = svc.metrics;
+  obs::access_record rec;
+  rec.session = id;
+  rec.proto = "forward";
+  rec.command = "connect";
+  core::ip::address client_ip;
+  {
+    core::error_code pec;
+    const auto peer = client.remote_endpoint(pec);
+    client_ip = core::unmap(peer.address());
+    rec.client = pec ? std::string("?") : core::to_string(peer);
+  }
+  const auto& forwards = snap->router.forwards();
+  if (forward_index >= forwards.size()) {
+    co_return;  // the entry went away in a reload
+  }
+  const auto& fwd = forwards[forward_index];
+  rec.target = core::to_string(fwd.target);
+  rec.route = fwd.r.name;
+
+  policy::refusal refused = policy::refusal::none;
+  policy::session_lease lease = svc.shared.limits.admit(client_ip, cfg.limits, refused);
+  if (!lease) {
+    metrics.rejected[static_cast<std::size_t>(refused)].inc();
+    co_return;
+  }
+
+  core::error_code ec;
+  std::string host_name;
+  policy::request_view view;
+  view.client = client_ip;
+  view.port = fwd.target.port;
+  if (const auto* d = fwd.target.domain()) {
+    host_name = policy::normalise_host(std::string_view(d->data(), d->size()));
+    view.domain = host_name;
+  } else {
+    view.address = *fwd.target.ip_address();
+  }
+  std::string_view blocked_by;
+  if (const auto verdict = snap->acl.evaluate(view); verdict.blocked()) {
+    ec = core::socks_errc::not_allowed;
+    blocked_by = verdict.by;
+  }
+
+  tcp::socket target(client.get_executor());
+  std::shared_ptr<routing::member_state> member;
+  std::vector<std::uint8_t> early_down;
+  if (!ec) {
+    asio::steady_timer deadline(client.get_executor());
+    deadline.expires_after(cfg.timeouts.connect);
+    dial_request dr{snap.get(), &svc, &fwd.r, fwd.target, host_name, &view,
+                    routing::pick_context{client_ip, "", rec.target}};
+    auto dv = co_await (dial(dr) || expiry(deadline));
+    if (dv.index() == 1) {
+      ec = core::socks_errc::connect_timeout;
+    } else {
+      auto& d = std::get<0>(dv);
+      ec = d.ec;
+      blocked_by = d.blocked_by.empty() ? blocked_by : d.blocked_by;
+      member = std::move(d.member);
+      if (!ec) {
+        target = std::move(d.socket);
+        rec.dialled = std::move(d.dialled);
+        early_down = std::move(d.early);
+      }
+    }
+  }
+  if (ec == core::socks_errc::not_allowed) {
+    metrics.acl_blocked.inc();
+    rec.rule = std::string(blocked_by);
+    if (auto* c = snap->acl_counter(blocked_by)) {
+      c->inc();
+    }
+  }
+  relay::relay_result moved;
+  if (!ec && !early_down.empty()) {
+    auto [wec, n] = co_await asio::async_write(client, asio::buffer(early_down), nothrow);
+    ec = wec;
+    moved.bytes_down = n;
+  }
+  if (!ec) {
+    relay::tcp_relay relay(client, target, cfg.relay, svc.pipes, svc.buffers);
+    const auto early = moved;
+    moved = co_await relay.async_run(asio::use_awaitable);
+    moved.bytes_down += early.bytes_down;
+  }
+  // A plain TCP client gets no reply code: a refused target is a close.
+  if (member) {
+    member->session_ended();
+  }
+  metrics.bytes_up.inc(moved.bytes_up);
+  metrics.bytes_down.inc(moved.bytes_down);
+  rec.result = !ec && moved.reason == relay::end_reason::idle_timeout ? std::string_view("idle_timeout") : outcome(ec);
+  rec.bytes_up = moved.bytes_up;
+  rec.bytes_down = moved.bytes_down;
+  rec.duration = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
+  metrics.session_duration.observe(rec.duration);
+  if (cfg.log.access_log) {
+    obs::write_access(rec);
+  }
+}
+
 }  // namespace cs::session

@@ -52,4 +52,11 @@ boost::asio::awaitable<void> run(boost::asio::ip::tcp::socket client,
                                  std::shared_ptr<const config::snapshot> snap, worker_services& svc,
                                  std::uint64_t id, config::proxy_protocol_mode proxy_protocol);
 
+/// A plain TCP connection on a `port_forward` listener: relayed to the
+/// entry's fixed target, through its upstream/chain/pool if any (seeds/004,
+/// "PPP → DCS"). The ACL applies to the target as for SOCKS clients.
+boost::asio::awaitable<void> run_forward(boost::asio::ip::tcp::socket client,
+                                         std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+                                         std::uint64_t id, std::size_t forward_index);
+
 }  // namespace cs::session
