@@ -5,6 +5,7 @@
 #   make test      install, build and run every test: release, ASan+UBSan, TSan
 #   make bench     side-by-side benchmark against Dante and microsocks
 #   make fuzz      run every libFuzzer target (FUZZ_SECONDS each)
+#   make package   build the Debian package (CPack) in build/package
 
 JOBS          ?= $(shell nproc)
 BUILD         ?= build
@@ -15,8 +16,9 @@ CMAKE_FLAGS   ?=
 RELEASE_DIR := $(BUILD)/release
 ASAN_DIR    := $(BUILD)/asan
 TSAN_DIR    := $(BUILD)/tsan
+PACKAGE_DIR := $(BUILD)/package
 
-.PHONY: all deps deps-test build run test test-release test-asan test-tsan unit bench fuzz clean format
+.PHONY: all deps deps-test build run test test-release test-asan test-tsan unit bench fuzz package clean format
 
 all: build
 
@@ -30,7 +32,7 @@ $(RELEASE_DIR)/build.ninja:
 	cmake -S . -B $(RELEASE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
 
 build: deps $(RELEASE_DIR)/build.ninja
-	cmake --build $(RELEASE_DIR) -j $(JOBS)
+	cmake --build $(RELEASE_DIR) -j $(JOBS) --target cleversocks
 
 run: build
 	$(RELEASE_DIR)/cleversocks $(ARGS)
@@ -44,6 +46,7 @@ test: deps-test
 	@echo "make test: all suites passed"
 
 test-release: $(RELEASE_DIR)/build.ninja
+	cmake -S . -B $(RELEASE_DIR)   # re-detect test libraries installed since `make run`
 	cmake --build $(RELEASE_DIR) -j $(JOBS)
 	cd $(RELEASE_DIR) && ctest --output-on-failure --timeout 600 -j $(JOBS)
 
@@ -64,6 +67,21 @@ $(TSAN_DIR)/build.ninja:
 test-tsan: $(TSAN_DIR)/build.ninja
 	cmake --build $(TSAN_DIR) -j $(JOBS)
 	cd $(TSAN_DIR) && ctest --output-on-failure --timeout 900 -j $(JOBS) -L 'unit|threads'
+
+# --- package -----------------------------------------------------------------
+
+# The .deb: release build of the proxy alone (no tests, no benchmarks), then
+# CPack (cmake/Packaging.cmake). Output: $(PACKAGE_DIR)/cleversocks_VERSION-1_ARCH.deb
+$(PACKAGE_DIR)/build.ninja:
+	@scripts/install-deps.sh package
+	cmake -S . -B $(PACKAGE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCS_BUILD_TESTS=OFF -DCS_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+
+package: $(PACKAGE_DIR)/build.ninja
+	@scripts/install-deps.sh package
+	cmake --build $(PACKAGE_DIR) -j $(JOBS) --target cleversocks
+	cd $(PACKAGE_DIR) && cpack -G DEB
+	@ls -1 $(PACKAGE_DIR)/*.deb
 
 # --- other -------------------------------------------------------------------
 

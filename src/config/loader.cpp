@@ -232,6 +232,24 @@ scalar_field enum_field(std::string_view path, Access a, std::vector<std::pair<s
           }};
 }
 
+// An IP address kept as text ("" = unset).
+template <typename Access>
+scalar_field ip_field(std::string_view path, Access a) {
+  return {path, false,
+          [a](settings& s, std::string_view t) -> std::string {
+            boost::system::error_code ec;
+            if (!t.empty()) {
+              (void)core::ip::make_address(std::string(t), ec);
+            }
+            if (ec) {
+              return "expected an IP address";
+            }
+            a(s) = std::string(t);
+            return "";
+          },
+          [a](const settings& s) -> std::string { return a(const_cast<settings&>(s)); }};
+}
+
 // A list that can also be given as one comma-separated string (env, CLI).
 struct list_field {
   std::string_view path;
@@ -413,19 +431,14 @@ const std::vector<scalar_field>& scalar_fields() {
          return "";
        },
        [](const settings& s) -> std::string { return s.proxy_pool.health_check.target; }},
-      {"udp.advertise_address", false,
-       [](settings& s, std::string_view t) -> std::string {
-         boost::system::error_code ec;
-         if (!t.empty()) {
-           (void)core::ip::make_address(std::string(t), ec);
-         }
-         if (ec) {
-           return "expected an IP address";
-         }
-         s.udp.advertise_address = std::string(t);
-         return "";
-       },
-       [](const settings& s) -> std::string { return s.udp.advertise_address; }},
+      ip_field("udp.advertise_address", [](settings& s) -> auto& { return s.udp.advertise_address; }),
+      duration_field("udp.idle_timeout", [](settings& s) -> auto& { return s.udp.idle_timeout; }),
+      uint_field("udp.max_per_ip", [](settings& s) -> auto& { return s.udp.max_per_ip; }),
+      uint_field("udp.max_per_user", [](settings& s) -> auto& { return s.udp.max_per_user; }),
+      double_field("udp.rate", [](settings& s) -> auto& { return s.udp.rate; }),
+      bool_field("udp.allow_unsolicited", [](settings& s) -> auto& { return s.udp.allow_unsolicited; }),
+      ip_field("bind.advertise_address", [](settings& s) -> auto& { return s.bind.advertise_address; }),
+      duration_field("bind.timeout", [](settings& s) -> auto& { return s.bind.timeout; }),
   };
   return fields;
 }

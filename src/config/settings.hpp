@@ -59,7 +59,17 @@ struct run_as_settings {
 };
 
 struct udp_settings {
-  std::string advertise_address;
+  std::string advertise_address;  ///< BND.ADDR for clients behind NAT; empty: the listener's address
+  std::chrono::milliseconds idle_timeout = 2min;  ///< no datagram either way: the association ends
+  unsigned max_per_ip = 0;        ///< concurrent associations per client IP; 0 = unlimited
+  unsigned max_per_user = 0;
+  double rate = 0;                ///< datagrams per second per association (each way); 0 = unlimited
+  bool allow_unsolicited = false; ///< relay datagrams from hosts the client never sent to
+};
+
+struct bind_settings {
+  std::string advertise_address;  ///< BND.ADDR of the first BIND reply; empty: the local address
+  std::chrono::milliseconds timeout = 60s;  ///< wait for the incoming connection
 };
 
 struct settings {
@@ -84,6 +94,7 @@ struct settings {
   routing::pool_settings proxy_pool;
   std::vector<routing::port_forward_settings> port_forward;
   udp_settings udp;
+  bind_settings bind;
 
   static core::ip::tcp::endpoint default_listen_endpoint_value() {
     return {core::ip::make_address_v4("127.0.0.1"), 1080};

@@ -91,6 +91,19 @@ struct alignas(64) worker_metrics {
   counter session_exceptions;      ///< sessions that ended by an unexpected exception (a bug)
   histogram session_duration;
   histogram connect_duration;
+  // UDP ASSOCIATE and BIND
+  counter udp_associations;
+  counter udp_datagrams_up;      ///< client → target
+  counter udp_datagrams_down;    ///< target → client
+  counter udp_dropped_source;    ///< not from the associating client's address
+  counter udp_dropped_fragment;  ///< FRAG ≠ 0
+  counter udp_dropped_malformed;
+  counter udp_dropped_acl;
+  counter udp_dropped_unsolicited;  ///< from a host the client never sent to
+  counter udp_dropped_rate;
+  counter udp_dropped_other;     ///< DNS failure, send failure, queue full
+  counter binds_accepted;        ///< BIND: incoming connections relayed
+  counter binds_rejected_peer;   ///< BIND: connections from an unexpected peer, closed
 
   void count_reply(core::reply_code rc) noexcept {
     const auto i = static_cast<std::size_t>(rc);

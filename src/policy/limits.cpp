@@ -14,6 +14,7 @@ std::string_view to_string(refusal r) noexcept {
     case refusal::ip_rate: return "connection_rate";
     case refusal::ip_locked: return "auth_lockout_ip";
     case refusal::user_locked: return "auth_lockout_user";
+    case refusal::udp_associations: return "udp_associations";
   }
   return "unknown";
 }
@@ -51,12 +52,12 @@ void limits::make_room(Map& m, steady::time_point now) {
   }
   // Forget entries with nothing to remember: no open session, no lockout.
   std::erase_if(m, [now](const auto& kv) {
-    return kv.second.sessions == 0 && kv.second.locked_until <= now;
+    return kv.second.sessions == 0 && kv.second.udp == 0 && kv.second.locked_until <= now;
   });
   if (m.size() >= max_entries_per_stripe) {
     // Still full (a flood from many sources): drop idle entries at random.
     for (auto it = m.begin(); it != m.end() && m.size() >= max_entries_per_stripe;) {
-      it = it->second.sessions == 0 ? m.erase(it) : std::next(it);
+      it = (it->second.sessions == 0 && it->second.udp == 0) ? m.erase(it) : std::next(it);
     }
   }
 }
@@ -132,7 +133,70 @@ session_lease limits::admit_user(const std::string& user, const limit_settings& 
   return l;
 }
 
+session_lease limits::admit_udp(const core::ip::address& raw, const std::string& user, unsigned max_per_ip,
+                                unsigned max_per_user, refusal& why) {
+  why = refusal::none;
+  const auto ip = core::unmap(raw);
+  const auto now = steady::now();
+  {
+    auto& st = ip_stripe(ip);
+    std::lock_guard lock(st.mu);
+    auto it = st.map.find(ip);
+    if (it == st.map.end()) {
+      make_room(st.map, now);
+      it = st.map.emplace(ip, ip_state{}).first;
+    }
+    if (max_per_ip > 0 && it->second.udp >= max_per_ip) {
+      why = refusal::udp_associations;
+      return {};
+    }
+    ++it->second.udp;
+  }
+  if (!user.empty()) {
+    auto& st = user_stripe(user);
+    std::lock_guard lock(st.mu);
+    auto it = st.map.find(user);
+    if (it == st.map.end()) {
+      make_room(st.map, now);
+      it = st.map.emplace(user, user_state{}).first;
+    }
+    if (max_per_user > 0 && it->second.udp >= max_per_user) {
+      why = refusal::udp_associations;
+      auto& ist = ip_stripe(ip);  // undo the IP count
+      std::lock_guard ilock(ist.mu);
+      if (auto ii = ist.map.find(ip); ii != ist.map.end() && ii->second.udp > 0) {
+        --ii->second.udp;
+      }
+      return {};
+    }
+    ++it->second.udp;
+  }
+  session_lease l;
+  l.owner_ = this;
+  l.ip_ = ip;
+  l.user_ = user;
+  l.udp_ = true;
+  return l;
+}
+
 void limits::release(const session_lease& l) noexcept {
+  if (l.udp_) {
+    {
+      auto& st = ip_stripe(l.ip_);
+      std::lock_guard lock(st.mu);
+      if (auto it = st.map.find(l.ip_); it != st.map.end() && it->second.udp > 0) {
+        --it->second.udp;
+      }
+    }
+    if (!l.user_.empty()) {
+      auto& st = user_stripe(l.user_);
+      std::lock_guard lock(st.mu);
+      if (auto it = st.map.find(l.user_); it != st.map.end() && it->second.udp > 0) {
+        --it->second.udp;
+      }
+    }
+    return;
+  }
   if (!l.user_.empty()) {
     auto& st = user_stripe(l.user_);
     std::lock_guard lock(st.mu);

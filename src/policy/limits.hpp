@@ -38,7 +38,16 @@ struct limit_settings {
   std::chrono::milliseconds auth_failure_window{600'000}; ///< failures older than this are forgotten
 };
 
-enum class refusal : std::uint8_t { none, global_sessions, ip_sessions, user_sessions, ip_rate, ip_locked, user_locked };
+enum class refusal : std::uint8_t {
+  none,
+  global_sessions,
+  ip_sessions,
+  user_sessions,
+  ip_rate,
+  ip_locked,
+  user_locked,
+  udp_associations,
+};
 std::string_view to_string(refusal r) noexcept;
 
 class limits;
@@ -64,12 +73,14 @@ class session_lease {
     std::swap(user_, o.user_);
     std::swap(counts_global_, o.counts_global_);
     std::swap(counts_ip_, o.counts_ip_);
+    std::swap(udp_, o.udp_);
   }
   limits* owner_ = nullptr;
   core::ip::address ip_;
   std::string user_;  // empty: an IP lease
   bool counts_global_ = false;
   bool counts_ip_ = false;
+  bool udp_ = false;  // a UDP association lease (IP count, and user count if user_ is set)
 };
 
 class limits {
@@ -84,6 +95,10 @@ class limits {
 
   /// An authenticated session for `user` (per-user concurrency).
   session_lease admit_user(const std::string& user, const limit_settings& s, refusal& why);
+
+  /// A UDP association for `ip` (and `user`, if authenticated).
+  session_lease admit_udp(const core::ip::address& ip, const std::string& user, unsigned max_per_ip,
+                          unsigned max_per_user, refusal& why);
 
   /// Before verifying credentials: refusal::none, or ip_locked / user_locked.
   refusal auth_allowed(const core::ip::address& ip, std::string_view user, const limit_settings& s);
@@ -104,6 +119,7 @@ class limits {
   };
   struct ip_state {
     std::uint32_t sessions = 0;
+    std::uint32_t udp = 0;
     double tokens = 0;
     steady::time_point refilled{};
     std::uint32_t auth_failures = 0;
@@ -112,6 +128,7 @@ class limits {
   };
   struct user_state {
     std::uint32_t sessions = 0;
+    std::uint32_t udp = 0;
     std::uint32_t auth_failures = 0;
     steady::time_point last_failure{};
     steady::time_point locked_until{};

@@ -36,8 +36,8 @@ namespace {
 // Everything on the control thread: workers, reloads, admin, signals, drain.
 class control_plane {
  public:
-  control_plane(const config::source& src, std::shared_ptr<const config::snapshot> snap)
-      : src_(src), current_(std::move(snap)), watch_(io_, [this] { reload("file change"); }),
+  control_plane(const config::source& src, config::settings loaded, std::shared_ptr<const config::snapshot> snap)
+      : src_(src), raw_(std::move(loaded)), current_(std::move(snap)), watch_(io_, [this] { reload("file change"); }),
         health_(io_, current_->source.dns),
         deadline_(io_), open_warning_(io_), signals_(io_, SIGINT, SIGTERM, SIGHUP) {
     fingerprint_ = files_fingerprint(current_->source);
@@ -268,7 +268,8 @@ class control_plane {
       r.errors.push_back(d.to_string());
     }
     if (r.errors.empty()) {
-      const auto& old = current_->source;
+      // Compare as loaded (before compile() resolves e.g. workers: 0).
+      const auto& old = raw_;
       const auto pinned = config::restart_only_changes(old, s);
       for (const auto& p : pinned) {
         obs::log().warn("reload: {} needs a restart to take effect; keeping the current value", p);
@@ -285,6 +286,7 @@ class control_plane {
       try {
         auto snap = config::compile(s, current_->generation + 1);
         current_ = std::move(snap);
+        raw_ = std::move(s);
       } catch (const std::exception& e) {
         r.errors.emplace_back(e.what());
       }
@@ -462,6 +464,7 @@ class control_plane {
   }
 
   const config::source& src_;
+  config::settings raw_;  ///< the current generation's settings as loaded
   std::shared_ptr<const config::snapshot> current_;
   asio::io_context io_{1};
   session::shared_services shared_;
@@ -658,7 +661,7 @@ int run(const config::source& source) {
   }
   // Writing to a socket the peer has closed must be an error, not a signal.
   std::signal(SIGPIPE, SIG_IGN);
-  control_plane cp(source, std::move(snap));
+  control_plane cp(source, s, std::move(snap));
   return cp.run();
 }
 

@@ -80,6 +80,7 @@ class worker {
   boost::asio::io_context io_{1};
   std::unique_ptr<upstream::resolver> dns_;
   auth::verify_cache auth_cache_;
+  std::vector<std::uint8_t> udp_buffer_ = std::vector<std::uint8_t>(65536 + 512);
   session::worker_services services_;
   std::vector<std::unique_ptr<listener>> listeners_;
   std::list<boost::asio::cancellation_signal> sessions_;  // one per live session

@@ -7,6 +7,9 @@
 #include "relay/tcp_relay.hpp"
 #include "session/dial.hpp"
 #include "session/handshake.hpp"
+#include "session/udp_associate.hpp"
+#include "upstream/chain.hpp"
+#include "upstream/proxy_client.hpp"
 #include "upstream/direct.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -151,6 +154,265 @@ class session_auth final : public authenticator {
   core::ip::address client_;
 };
 
+
+struct session_udp_result {
+  core::error_code ec;
+  bool replied = false;
+  core::reply_code reply = core::reply_code::succeeded;
+  udp_result result;
+};
+
+// Sets up the upstream side of an association routed through a SOCKS5
+// upstream: the control connection (kept open) and the relay's address.
+asio::awaitable<std::pair<core::error_code, std::optional<udp::endpoint>>> upstream_udp(
+    const routing::route& route, const config::snapshot& snap, worker_services& svc, const routing::pick_context& pick,
+    tcp::socket& control) {
+  std::vector<upstream::proxy_url> hops = route.hops;
+  std::shared_ptr<routing::member_state> member;
+  if (route.k == routing::route::kind::pool) {
+    const auto* p = snap.router.get_pool();
+    for (const auto& m : p != nullptr ? p->candidates(pick) : std::vector<std::shared_ptr<routing::member_state>>{}) {
+      if (m->admits(clock::now())) {
+        member = m;
+        hops = {m->url()};
+        break;
+      }
+    }
+    if (hops.empty()) {
+      co_return std::make_pair(core::error_code(core::socks_errc::upstream_failure), std::nullopt);
+    }
+  }
+  // Reach the last hop (through the others), then ask it for UDP.
+  tcp::socket sock(control.get_executor());
+  if (hops.size() == 1) {
+    auto d = co_await upstream::dial_direct(hops.front().server, svc.dns, route.egress, {});
+    if (d.ec) {
+      if (member) {
+        member->on_failure(clock::now(), snap.router.get_pool()->breaker());
+      }
+      co_return std::make_pair(core::error_code(core::socks_errc::upstream_failure), std::nullopt);
+    }
+    sock = std::move(d.socket);
+  } else {
+    auto c = co_await upstream::dial_chain(std::span(hops.data(), hops.size() - 1), hops.back().server, svc.dns,
+                                           route.egress);
+    if (c.ec) {
+      co_return std::make_pair(c.ec, std::nullopt);
+    }
+    sock = std::move(c.socket);
+  }
+  auto r = co_await upstream::open_udp_associate(sock, hops.back());
+  if (r.result.ec) {
+    co_return std::make_pair(r.result.ec, std::nullopt);
+  }
+  control = std::move(sock);
+  co_return std::make_pair(core::error_code{}, std::optional<udp::endpoint>(r.relay));
+}
+
+asio::awaitable<session_udp_result> serve_udp(tcp::socket& client, const std::shared_ptr<const config::snapshot>& snap,
+                                              worker_services& svc, policy::request_view view,
+                                              const core::ip::address& client_ip, const handshake_result& hs,
+                                              const routing::route& route, obs::access_record& rec,
+                                              asio::steady_timer& deadline) {
+  session_udp_result out;
+  const auto& cfg = snap->source;
+  policy::refusal refused = policy::refusal::none;
+  const std::string user = hs.user != nullptr ? hs.user->name : std::string();
+  auto lease = svc.shared.limits.admit_udp(client_ip, user, cfg.udp.max_per_ip, cfg.udp.max_per_user, refused);
+  if (!lease) {
+    svc.metrics.rejected[static_cast<std::size_t>(refused)].inc();
+    out.ec = core::socks_errc::limit_reached;
+    co_return out;
+  }
+  // Upstream side first: if it cannot be set up the client hears why.
+  tcp::socket upstream_control(client.get_executor());
+  udp_association::options opts;
+  opts.client_ip = client_ip;
+  if (route.k == routing::route::kind::block) {
+    out.ec = core::socks_errc::not_allowed;
+    co_return out;
+  }
+  if (route.k == routing::route::kind::redirect) {
+    out.ec = core::socks_errc::command_not_supported;
+    co_return out;
+  }
+  if (route.k == routing::route::kind::chain || route.k == routing::route::kind::pool) {
+    deadline.expires_after(cfg.timeouts.connect);
+    const routing::pick_context pick{client_ip, user, rec.target};
+    auto uv = co_await (upstream_udp(route, *snap, svc, pick, upstream_control) || expiry(deadline));
+    if (uv.index() == 1) {
+      out.ec = core::socks_errc::connect_timeout;
+      co_return out;
+    }
+    auto& [uec, relay] = std::get<0>(uv);
+    if (uec) {
+      out.ec = uec;
+      co_return out;
+    }
+    opts.relay = relay;
+    rec.dialled = "via " + core::to_string(*relay);
+  }
+  // The client-facing socket: on the address the client reached us on.
+  core::error_code ec;
+  const auto local = client.local_endpoint(ec);
+  udp::socket client_side(client.get_executor());
+  if (!ec) {
+    client_side.open(local.address().is_v4() ? udp::v4() : udp::v6(), ec);
+  }
+  if (!ec) {
+    client_side.bind(udp::endpoint(local.address(), 0), ec);
+  }
+  udp::endpoint bound;
+  if (!ec) {
+    bound = client_side.local_endpoint(ec);
+  }
+  if (ec) {
+    out.ec = core::socks_errc::general_failure;
+    co_return out;
+  }
+  // BND: where the client must send. Behind NAT, the configured address.
+  tcp::endpoint bnd(bound.address(), bound.port());
+  if (!cfg.udp.advertise_address.empty()) {
+    bnd.address(core::ip::make_address(cfg.udp.advertise_address, ec));
+  }
+  const auto wec = co_await send_reply(client, hs.proto, core::reply_code::succeeded, bnd);
+  if (wec) {
+    out.ec = wec;
+    co_return out;
+  }
+  out.replied = true;
+  // The request's DST names the client's own sending address when the client
+  // knows it; zeros or another host (the target, as some clients send) leave
+  // the port to be learnt from the first datagram.
+  if (const auto* hint = hs.target.ip_address();
+      hint != nullptr && hs.target.port != 0 && (hint->is_unspecified() || core::unmap(*hint) == client_ip)) {
+    opts.client_port = hs.target.port;
+  }
+  view.cmd = core::command::udp_associate;
+  udp_association assoc(client, opts.relay ? &upstream_control : nullptr, client_side, *snap, svc, view, opts);
+  out.result = co_await assoc.async_run(asio::use_awaitable);
+  co_return out;
+}
+
+struct bind_outcome {
+  core::error_code ec;
+  bool replied = false;
+  core::reply_code reply = core::reply_code::succeeded;
+};
+
+// Waits for a connection from one of `expected` (any when empty).
+asio::awaitable<core::error_code> accept_expected(tcp::acceptor& acceptor, const upstream::address_list& expected,
+                                                  tcp::socket& out, worker_services& svc) {
+  for (;;) {
+    auto [ec, sock] = co_await acceptor.async_accept(nothrow);
+    if (ec) {
+      co_return ec;
+    }
+    core::error_code pec;
+    const auto peer = core::unmap(sock.remote_endpoint(pec).address());
+    if (!pec && (expected.empty() || std::find(expected.begin(), expected.end(), peer) != expected.end())) {
+      out = std::move(sock);
+      co_return core::error_code{};
+    }
+    svc.metrics.binds_rejected_peer.inc();  // not who the client said: closed, keep waiting
+  }
+}
+
+// Completes when the client closes (or misbehaves by sending before the
+// second reply): either way the BIND is over.
+asio::awaitable<void> client_gone(tcp::socket& client) {
+  auto [ec] = co_await client.async_wait(tcp::socket::wait_read, nothrow);
+  (void)ec;
+}
+
+asio::awaitable<bind_outcome> serve_bind(tcp::socket& client, client_protocol proto, const config::snapshot& snap,
+                                         worker_services& svc, const core::target_address& expected_peer,
+                                         tcp::socket& peer_out, obs::access_record& rec) {
+  bind_outcome out;
+  const auto& cfg = snap.source;
+  // Who may connect: DST.ADDR (all its addresses for a name); 0.0.0.0 or
+  // :: means anyone (the client does not know the peer's address).
+  upstream::address_list expected;
+  std::optional<core::ip::address> toward;
+  if (const auto* ip = expected_peer.ip_address()) {
+    if (!ip->is_unspecified()) {
+      expected.push_back(core::unmap(*ip));
+      toward = core::unmap(*ip);
+    }
+  } else {
+    const auto& d = *expected_peer.domain();
+    auto [rec_ec, addrs] = co_await svc.dns.async_resolve(std::string_view(d.data(), d.size()), nothrow);
+    if (rec_ec || addrs.empty()) {
+      out.ec = rec_ec ? rec_ec : core::error_code(core::socks_errc::host_not_found);
+      co_return out;
+    }
+    for (const auto& a : addrs) {
+      expected.push_back(core::unmap(a));
+    }
+    toward = expected.front();
+  }
+  // Listen on the address the peer will see us at: the route toward it (a
+  // connected UDP socket sends nothing but tells the kernel's choice), else
+  // the address the client reached.
+  core::error_code ec;
+  core::ip::address local = client.local_endpoint(ec).address();
+  if (toward) {
+    udp::socket probe(client.get_executor());
+    probe.open(toward->is_v4() ? udp::v4() : udp::v6(), ec);
+    if (!ec) {
+      probe.connect(udp::endpoint(*toward, 9), ec);
+    }
+    if (!ec) {
+      local = probe.local_endpoint(ec).address();
+    }
+  }
+  tcp::acceptor acceptor(client.get_executor());
+  acceptor.open(local.is_v4() ? tcp::v4() : tcp::v6(), ec);
+  if (!ec) {
+    acceptor.bind(tcp::endpoint(local, 0), ec);
+  }
+  if (!ec) {
+    acceptor.listen(1, ec);
+  }
+  tcp::endpoint listening;
+  if (!ec) {
+    listening = acceptor.local_endpoint(ec);
+  }
+  if (ec) {
+    out.ec = core::socks_errc::general_failure;
+    co_return out;
+  }
+  tcp::endpoint bnd = listening;
+  if (!cfg.bind.advertise_address.empty()) {
+    bnd.address(core::ip::make_address(cfg.bind.advertise_address, ec));
+  }
+  if (auto wec = co_await send_reply(client, proto, core::reply_code::succeeded, bnd)) {
+    out.ec = wec;
+    co_return out;
+  }
+  asio::steady_timer wait(client.get_executor());
+  wait.expires_after(cfg.bind.timeout);
+  auto r = co_await (accept_expected(acceptor, expected, peer_out, svc) || expiry(wait) || client_gone(client));
+  core::error_code aec;
+  acceptor.close(aec);  // one connection per BIND
+  if (r.index() == 2) {
+    out.ec = asio::error::eof;  // the client left; nobody to answer
+    out.replied = true;
+    co_return out;
+  }
+  out.reply = r.index() == 0 && !std::get<0>(r) ? core::reply_code::succeeded : core::reply_code::host_unreachable;
+  tcp::endpoint peer;
+  if (out.reply == core::reply_code::succeeded) {
+    peer = peer_out.remote_endpoint(ec);
+    rec.dialled = core::to_string(peer);
+    svc.metrics.binds_accepted.inc();
+  }
+  const auto wec = co_await send_reply(client, proto, out.reply, peer);
+  out.replied = !wec;
+  out.ec = out.reply != core::reply_code::succeeded ? core::error_code(core::socks_errc::connect_timeout) : wec;
+  co_return out;
+}
+
 }  // namespace
 
 asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
@@ -263,10 +525,8 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     }
   }
 
-  // ---- decide: commands served, ACL on the target as requested
-  if (!ec && hs.cmd != command::connect) {
-    ec = core::socks_errc::command_not_supported;  // BIND / UDP ASSOCIATE: not yet
-  }
+  // ---- decide: the ACL on the target as requested (CONNECT), the expected
+  // peer (BIND); UDP is checked per datagram, its request names no target.
   std::string host_name;
   policy::request_view view;
   std::string_view blocked_by;
@@ -281,7 +541,7 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     } else {
       view.address = *hs.target.ip_address();
     }
-    const auto verdict = snap->acl.evaluate(view);
+    const auto verdict = hs.cmd == command::udp_associate ? policy::decision{} : snap->acl.evaluate(view);
     if (verdict.blocked()) {
       ec = core::socks_errc::not_allowed;
       blocked_by = verdict.by;
@@ -310,6 +570,10 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     if (!ec) {
       route = decision.need_address() ? &snap->router.default_route() : decision.r;
       rec.route = route->name;
+      if (hs.cmd == command::bind && route->k != routing::route::kind::direct) {
+        // The peer must reach *this* proxy; through an upstream it could not.
+        ec = core::socks_errc::command_not_supported;
+      }
     }
   }
 
@@ -317,7 +581,7 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   // resolved address against the ACL and dial only the allowed ones.
   std::shared_ptr<routing::member_state> member;
   std::vector<std::uint8_t> early_down;
-  if (!ec) {
+  if (!ec && hs.cmd == command::connect) {
     deadline.expires_after(cfg.timeouts.connect);
     const auto dial_started = clock::now();
     dial_request dr{snap.get(), &svc, route, hs.target, host_name, &view,
@@ -348,8 +612,30 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     }
   }
 
+  // ---- UDP ASSOCIATE: the association replies itself and lives until its
+  // control connection closes.
+  session_udp_result udp_done;
+  if (!ec && hs.cmd == command::udp_associate) {
+    buf.reset();
+    udp_done = co_await serve_udp(client, snap, svc, view, client_ip, hs, *route, rec, deadline);
+    ec = udp_done.ec;
+    replied = udp_done.replied;
+    reply = udp_done.reply;
+    moved.bytes_up = udp_done.result.bytes_up;
+    moved.bytes_down = udp_done.result.bytes_down;
+  }
+
+  // ---- BIND: first reply (where we listen), wait for the peer, second
+  // reply (who connected); then relay like CONNECT.
+  if (!ec && hs.cmd == command::bind) {
+    auto b = co_await serve_bind(client, hs.proto, *snap, svc, hs.target, target, rec);
+    ec = b.ec;
+    replied = b.replied;
+    reply = b.reply;
+  }
+
   // ---- reply
-  if (hs.reply_due || (hs.target_known && !hs.ec)) {
+  if (!replied && (hs.reply_due || (hs.target_known && !hs.ec))) {
     reply = core::to_reply_code(ec);
     tcp::endpoint bnd;
     if (!ec) {
@@ -364,7 +650,8 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   }
 
   // ---- relay: first the payload bytes that came with the handshake
-  if (!ec) {
+  const bool relays = !ec && hs.cmd != command::udp_associate;
+  if (relays && buf) {
     const auto early = buf->pending();
     if (!early.empty()) {
       auto [wec, n] = co_await asio::async_write(target, asio::buffer(early.data(), early.size()), nothrow);
@@ -380,7 +667,7 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     early_down = {};
   }
   buf.reset();  // an established tunnel holds no handshake memory
-  if (!ec) {
+  if (!ec && relays) {
     relay::tcp_relay relay(client, target, cfg.relay, svc.pipes, svc.buffers);
     const auto early = moved;
     moved = co_await relay.async_run(asio::use_awaitable);
@@ -400,7 +687,9 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   rec.reply = replied ? (hs.proto == client_protocol::socks4 ? static_cast<int>(core::to_socks4_reply(reply))
                                                             : static_cast<int>(reply))
                       : -1;
-  if (!ec && moved.reason == relay::end_reason::idle_timeout) {
+  if (!ec && hs.cmd == command::udp_associate) {
+    rec.result = udp_done.result.reason;
+  } else if (!ec && moved.reason == relay::end_reason::idle_timeout) {
     rec.result = "idle_timeout";
   } else if (!ec && moved.reason == relay::end_reason::cancelled) {
     rec.result = "cancelled";

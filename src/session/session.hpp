@@ -43,6 +43,7 @@ struct worker_services {
   obs::worker_metrics& metrics;
   auth::verify_cache& auth_cache;
   shared_services& shared;
+  std::vector<std::uint8_t>& udp_buffer;  ///< scratch for one datagram at a time (64 KiB + header)
 };
 
 /// Runs a session to completion on the calling worker's loop. Never throws

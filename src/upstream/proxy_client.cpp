@@ -44,7 +44,8 @@ core::error_code truncated(core::error_code ec) {
   return ec == asio::error::eof ? core::error_code(core::socks_errc::upstream_failure) : ec;
 }
 
-asio::awaitable<hop_result> socks5(tcp::socket& sock, const proxy_url& hop, const core::target_address& next) {
+// Greeting and (when offered) RFC 1929 authentication.
+asio::awaitable<hop_result> socks5_negotiate(tcp::socket& sock, const proxy_url& hop) {
   std::array<std::uint8_t, s5::max_auth_request_size> out{};
   std::size_t n = s5::encode_greeting(true, hop.has_credentials, out);
   if (auto ec = co_await send(sock, out.data(), n)) {
@@ -75,7 +76,14 @@ asio::awaitable<hop_result> socks5(tcp::socket& sock, const proxy_url& hop, cons
   } else if (m != s5::method::no_auth) {
     co_return hop_error(core::socks_errc::upstream_failure);  // 0xFF, or a method we did not offer
   }
-  n = s5::encode_request(s5::command::connect, next, out);
+  co_return hop_result{};
+}
+
+// A request (CONNECT or UDP ASSOCIATE) and its reply, read with exact lengths.
+asio::awaitable<hop_result> socks5_request(tcp::socket& sock, s5::command cmd, const core::target_address& next,
+                                           s5::reply& rep) {
+  std::array<std::uint8_t, s5::max_request_size> out{};
+  std::size_t n = s5::encode_request(cmd, next, out);
   if (n == 0) {
     co_return hop_error(core::socks_errc::general_failure);
   }
@@ -83,10 +91,10 @@ asio::awaitable<hop_result> socks5(tcp::socket& sock, const proxy_url& hop, cons
     co_return hop_error(ec);
   }
   // VER REP RSV ATYP, then the first address byte, then exactly the rest.
+  std::array<std::uint8_t, s5::max_reply_size> in{};
   if (auto ec = co_await read_exact(sock, in.data(), 5)) {
     co_return hop_error(truncated(ec));
   }
-  s5::reply rep;
   auto r = s5::parse_reply({in.data(), 5}, rep);
   std::size_t have = 5;
   if (r.status == protocol::parse_status::need_more) {
@@ -113,6 +121,14 @@ asio::awaitable<hop_result> socks5(tcp::socket& sock, const proxy_url& hop, cons
     co_return hop_result{ec, ec == core::socks_errc::upstream_failure, {}};
   }
   co_return hop_result{};
+}
+
+asio::awaitable<hop_result> socks5(tcp::socket& sock, const proxy_url& hop, const core::target_address& next) {
+  if (auto r = co_await socks5_negotiate(sock, hop); r.ec) {
+    co_return r;
+  }
+  s5::reply rep;
+  co_return co_await socks5_request(sock, s5::command::connect, next, rep);
 }
 
 asio::awaitable<hop_result> socks4(tcp::socket& sock, const proxy_url& hop, const core::target_address& next) {
@@ -198,6 +214,36 @@ core::error_code error_for_http_status(unsigned status) noexcept {
     case 504: return asio::error::host_unreachable;
     default: return core::socks_errc::upstream_failure;
   }
+}
+
+asio::awaitable<udp_hop_result> open_udp_associate(tcp::socket& sock, const proxy_url& hop) {
+  udp_hop_result out;
+  if (hop.scheme != proxy_scheme::socks5) {
+    out.result = hop_error(core::socks_errc::command_not_supported);
+    out.result.hop_failed = false;
+    co_return out;
+  }
+  if (auto r = co_await socks5_negotiate(sock, hop); r.ec) {
+    out.result = std::move(r);
+    co_return out;
+  }
+  // DST 0.0.0.0:0: we do not know which address we will send from yet.
+  s5::reply rep;
+  core::target_address any{core::ip::address(core::ip::address_v4::any()), 0};
+  out.result = co_await socks5_request(sock, s5::command::udp_associate, any, rep);
+  if (out.result.ec) {
+    co_return out;
+  }
+  const auto* bnd = rep.bnd.ip_address();
+  if (bnd == nullptr) {
+    out.result = hop_error(core::socks_errc::upstream_failure);  // a relay we would have to resolve: refuse
+    co_return out;
+  }
+  core::error_code ec;
+  const auto peer = sock.remote_endpoint(ec);
+  const auto addr = bnd->is_unspecified() && !ec ? peer.address() : *bnd;
+  out.relay = asio::ip::udp::endpoint(core::unmap(addr), rep.bnd.port);
+  co_return out;
 }
 
 asio::awaitable<hop_result> open_tunnel(tcp::socket& sock, const proxy_url& hop, const core::target_address& next) {

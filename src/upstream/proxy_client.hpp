@@ -14,6 +14,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
 
 #include <cstdint>
 #include <vector>
@@ -37,6 +38,15 @@ struct hop_result {
 /// plain socks4:// hop, which needs an IPv4 address (the caller resolves).
 boost::asio::awaitable<hop_result> open_tunnel(boost::asio::ip::tcp::socket& sock, const proxy_url& hop,
                                                const core::target_address& next);
+
+/// SOCKS5 UDP ASSOCIATE on an upstream (a socks5:// hop only): on success
+/// `relay` is where datagrams go — the upstream's BND, or, when it answers
+/// with an unspecified address, the address the control connection reached.
+struct udp_hop_result {
+  hop_result result;
+  boost::asio::ip::udp::endpoint relay;
+};
+boost::asio::awaitable<udp_hop_result> open_udp_associate(boost::asio::ip::tcp::socket& sock, const proxy_url& hop);
 
 /// The error a client is told when an upstream SOCKS5 reply code is not 0.
 core::error_code error_for_upstream_reply(std::uint8_t rep) noexcept;
