@@ -1,6 +1,6 @@
-# Debian package (.deb) built by CPack: `make package`, or by hand
-#   cmake --build build/release --target cleversocks
-#   cd build/release && cpack -G DEB
+# Debian package (.deb) built by CPack: `make package` (build/package), or
+# by hand in any build directory
+#   cmake --build DIR --target cleversocks && cd DIR && cpack -G DEB
 # Included from the top-level CMakeLists.txt (or, for a throwaway build,
 # with -DCMAKE_PROJECT_INCLUDE=cmake/Packaging.cmake). Needs dpkg-dev
 # (dpkg-shlibdeps computes the library dependencies).
@@ -31,19 +31,40 @@ install(FILES "${CS_PKG_SOURCE_DIR}/README.md" "${CS_PKG_SOURCE_DIR}/config.exam
   DESTINATION share/doc/cleversocks)
 install(FILES "${CS_PKG_SOURCE_DIR}/deploy/grafana/cleversocks-dashboard.json"
   DESTINATION share/cleversocks/grafana)
-# The man page, gzipped while installing (-n: no name or time stamp, so the
-# package is reproducible). Done at install time so that building only the
+# Files installed gzipped (-9n: no name or time stamp, so the package is
+# reproducible). Compressed while installing, so that building only the
 # `cleversocks` target is enough before `cpack`.
-install(CODE "
-  set(_cs_man_dir \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/share/man/man1\")
-  file(MAKE_DIRECTORY \"\${_cs_man_dir}\")
-  message(STATUS \"Installing: \${_cs_man_dir}/cleversocks.1.gz\")
-  execute_process(COMMAND gzip -9 -n -c \"${CS_PKG_SOURCE_DIR}/docs/cleversocks.1\"
-    OUTPUT_FILE \"\${_cs_man_dir}/cleversocks.1.gz\" RESULT_VARIABLE _cs_rc)
-  if(NOT _cs_rc EQUAL 0)
-    message(FATAL_ERROR \"gzip of docs/cleversocks.1 failed: \${_cs_rc}\")
-  endif()
+function(cs_install_gzipped source destination name)
+  install(CODE "
+    set(_cs_dir \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${destination}\")
+    file(MAKE_DIRECTORY \"\${_cs_dir}\")
+    message(STATUS \"Installing: \${_cs_dir}/${name}\")
+    execute_process(COMMAND gzip -9 -n -c \"${source}\"
+      OUTPUT_FILE \"\${_cs_dir}/${name}\" RESULT_VARIABLE _cs_rc)
+    if(NOT _cs_rc EQUAL 0)
+      message(FATAL_ERROR \"gzip ${source} failed: \${_cs_rc}\")
+    endif()
+  " ${ARGN})
+endfunction()
+
+cs_install_gzipped("${CS_PKG_SOURCE_DIR}/docs/cleversocks.1" share/man/man1 cleversocks.1.gz)
+
+# Debian policy: /usr/share/doc/PACKAGE/copyright and changelog.Debian.gz.
+# The copyright file is the project's LICENSE once there is one.
+if(EXISTS "${CS_PKG_SOURCE_DIR}/LICENSE")
+  install(FILES "${CS_PKG_SOURCE_DIR}/LICENSE" DESTINATION share/doc/cleversocks
+    RENAME copyright COMPONENT deb EXCLUDE_FROM_ALL)
+endif()
+string(TIMESTAMP _cs_changelog_date "%a, %d %b %Y %H:%M:%S +0000" UTC)  # honours SOURCE_DATE_EPOCH
+file(WRITE "${CMAKE_BINARY_DIR}/packaging/changelog.Debian"
+"cleversocks (${PROJECT_VERSION}-${CS_PACKAGE_RELEASE}) unstable; urgency=medium
+
+  * Built with CPack from the CleverSocks ${PROJECT_VERSION} sources.
+
+ -- ${CS_PACKAGE_MAINTAINER}  ${_cs_changelog_date}
 ")
+cs_install_gzipped("${CMAKE_BINARY_DIR}/packaging/changelog.Debian" share/doc/cleversocks changelog.Debian.gz
+  COMPONENT deb EXCLUDE_FROM_ALL)
 
 # Absolute destinations (system configuration, systemd units) belong to the
 # package only: component `deb`, excluded from a plain `cmake --install` so
