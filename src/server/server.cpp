@@ -514,7 +514,7 @@ std::string control_plane::metrics_text() const {
   t.sample("cleversocks_connections_accepted_total", sum([](const auto& m) { return m.connections_accepted.value(); }));
   t.family("cleversocks_connections_rejected_total", "counter", "Connections refused by a limit, by reason.");
   for (const auto r : {policy::refusal::global_sessions, policy::refusal::ip_sessions, policy::refusal::user_sessions,
-                       policy::refusal::ip_rate}) {
+                       policy::refusal::ip_rate, policy::refusal::udp_associations}) {
     const auto i = static_cast<std::size_t>(r);
     t.sample("cleversocks_connections_rejected_total", {{"reason", policy::to_string(r)}},
              sum([i](const auto& m) { return m.rejected[i].value(); }));
@@ -597,6 +597,28 @@ std::string control_plane::metrics_text() const {
     t.sample("cleversocks_user_bytes_total", {{"user", name}, {"direction", "up"}}, c->bytes_up.value());
     t.sample("cleversocks_user_bytes_total", {{"user", name}, {"direction", "down"}}, c->bytes_down.value());
   }
+  t.family("cleversocks_udp_associations_total", "counter", "UDP ASSOCIATE associations set up.");
+  t.sample("cleversocks_udp_associations_total", sum([](const auto& m) { return m.udp_associations.value(); }));
+  t.family("cleversocks_udp_datagrams_total", "counter", "Datagrams relayed, by direction (up: client to target).");
+  t.sample("cleversocks_udp_datagrams_total", {{"direction", "up"}}, sum([](const auto& m) { return m.udp_datagrams_up.value(); }));
+  t.sample("cleversocks_udp_datagrams_total", {{"direction", "down"}},
+           sum([](const auto& m) { return m.udp_datagrams_down.value(); }));
+  t.family("cleversocks_udp_dropped_total", "counter", "Datagrams dropped, by reason.");
+  t.sample("cleversocks_udp_dropped_total", {{"reason", "source"}}, sum([](const auto& m) { return m.udp_dropped_source.value(); }));
+  t.sample("cleversocks_udp_dropped_total", {{"reason", "fragment"}},
+           sum([](const auto& m) { return m.udp_dropped_fragment.value(); }));
+  t.sample("cleversocks_udp_dropped_total", {{"reason", "malformed"}},
+           sum([](const auto& m) { return m.udp_dropped_malformed.value(); }));
+  t.sample("cleversocks_udp_dropped_total", {{"reason", "acl"}}, sum([](const auto& m) { return m.udp_dropped_acl.value(); }));
+  t.sample("cleversocks_udp_dropped_total", {{"reason", "unsolicited"}},
+           sum([](const auto& m) { return m.udp_dropped_unsolicited.value(); }));
+  t.sample("cleversocks_udp_dropped_total", {{"reason", "rate"}}, sum([](const auto& m) { return m.udp_dropped_rate.value(); }));
+  t.sample("cleversocks_udp_dropped_total", {{"reason", "other"}}, sum([](const auto& m) { return m.udp_dropped_other.value(); }));
+  t.family("cleversocks_binds_total", "counter", "BIND incoming connections, by result.");
+  t.sample("cleversocks_binds_total", {{"result", "accepted"}}, sum([](const auto& m) { return m.binds_accepted.value(); }));
+  t.sample("cleversocks_binds_total", {{"result", "rejected_peer"}},
+           sum([](const auto& m) { return m.binds_rejected_peer.value(); }));
+
   if (const auto* p = current_->router.get_pool()) {
     const auto& members = p->members();
     t.family("cleversocks_upstream_sessions_total", "counter", "Sessions through a pool member.");
