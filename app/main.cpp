@@ -61,7 +61,12 @@ struct command_line {
   bool quiet = false;
   std::vector<std::string> users;
   std::vector<std::pair<bool, std::string>> rules;  // (allow?, SPEC) in command-line order
-  std::vector<std::pair<std::string, std::string>> values;  // config key → value, for options given
+  struct value {
+    std::string key;     ///< configuration key
+    std::string text;    ///< as typed
+    std::string option;  ///< the option that set it, for error messages
+  };
+  std::vector<value> values;  // options given
 
   void apply(config::settings& s, std::vector<config::diagnostic>& errors) const {
     auto err = [&](const std::string& option, const std::string& message) {
@@ -78,9 +83,9 @@ struct command_line {
         s.listen.push_back({ep, config::proxy_protocol_mode::off});
       }
     }
-    for (const auto& [key, value] : values) {
-      if (auto e = config::set_value(s, key, value); !e.empty()) {
-        err("--" + key, e + " (got '" + value + "')");
+    for (const auto& v : values) {
+      if (auto e = config::set_value(s, v.key, v.text); !e.empty()) {
+        err(v.option, e + " (got '" + v.text + "')");
       }
     }
     if (quiet) {
@@ -211,14 +216,14 @@ int main(int argc, char** argv) {
 
   for (const auto& k : keyed_options) {
     if (k.opt->count() > 0) {
-      cl.values.emplace_back(k.key, k.value);
+      cl.values.push_back({k.key, k.value, k.opt->get_name()});
     }
   }
   if (allow_open_opt->count() > 0) {
-    cl.values.emplace_back("allow_open", "true");
+    cl.values.push_back({"allow_open", "true", "--allow-open"});
   }
   if (no_admin_opt->count() > 0) {
-    cl.values.emplace_back("admin.enabled", "false");
+    cl.values.push_back({"admin.enabled", "false", "--no-admin"});
   }
   // Rules keep their command-line order across --allow and --deny.
   std::size_t next_allow = 0;

@@ -24,6 +24,8 @@ TEST_PKGS=(
   chromium
   iproute2 procps
   python3-yaml groff-base   # tests/integration/deploy: manifests, man page
+  python3-prometheus-client # tests/integration/ops: Prometheus text-format parser
+  dante-client tnftp python3-pyftpdlib  # tests/integration/udp_bind: active FTP via socksify (BIND)
 )
 BENCH_PKGS=(
   libbenchmark-dev dante-server microsocks python3   # python3: bench/report.py

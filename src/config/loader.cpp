@@ -3,6 +3,7 @@
 #include "policy/rule_spec.hpp"
 #include "upstream/url.hpp"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -119,9 +120,7 @@ std::string format_duration(std::chrono::milliseconds d) {
 }
 
 std::string format_double(double v) {
-  std::ostringstream o;
-  o << v;
-  return o.str();
+  return fmt::format("{}", v);  // shortest text that reads back as the same double
 }
 
 bool parse_bool(std::string_view t, bool& out) {
@@ -156,7 +155,7 @@ scalar_field uint_field(std::string_view path, Access a, bool restart = false) {
           [a](settings& s, std::string_view t) -> std::string {
             auto& ref = a(s);
             std::remove_reference_t<decltype(ref)> v{};
-            if (!parse_int(t, v)) {
+            if (!parse_int(t, v) || v < 0) {
               return "expected a non-negative whole number";
             }
             ref = v;
@@ -960,7 +959,86 @@ std::vector<std::string> source::watched_files(const settings& s) const {
   return out;
 }
 
+namespace {
+
+// yaml-cpp 0.7 accepts a quoted scalar that is never closed (it runs to the
+// end of the file, or swallows following lines up to the next quote). No
+// configuration value spans lines, so a quote still open at the end of its
+// line is reported where it was opened.
+bool unterminated_quote(std::string_view text, int& line, int& column) {
+  int l = 1;
+  int col = 0;
+  char open = 0;
+  int open_line = 0;
+  int open_col = 0;
+  char prev = '\n';  // previous non-space character on this line ('\n': none yet)
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    ++col;
+    if (c == '\n') {
+      if (open != 0) {
+        line = open_line;
+        column = open_col;
+        return true;
+      }
+      ++l;
+      col = 0;
+      prev = '\n';
+      continue;
+    }
+    if (open == '"') {
+      if (c == '\\') {
+        ++i;
+        ++col;
+      } else if (c == '"') {
+        open = 0;
+        prev = c;
+      }
+      continue;
+    }
+    if (open == '\'') {
+      if (c == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        ++i;
+        ++col;
+      } else if (c == '\'') {
+        open = 0;
+        prev = c;
+      }
+      continue;
+    }
+    if (c == '#' && (prev == '\n' || (i > 0 && (text[i - 1] == ' ' || text[i - 1] == '\t')))) {
+      while (i + 1 < text.size() && text[i + 1] != '\n') {
+        ++i;
+      }
+      continue;
+    }
+    // A quote opens a quoted scalar only where a value can start.
+    if ((c == '"' || c == '\'') && (prev == '\n' || prev == ':' || prev == '-' || prev == '[' || prev == '{' ||
+                                      prev == ',' || prev == '?')) {
+      open = c;
+      open_line = l;
+      open_col = col;
+      continue;
+    }
+    if (c != ' ' && c != '\t') {
+      prev = c;
+    }
+  }
+  if (open != 0) {
+    line = open_line;
+    column = open_col;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 void apply_yaml(std::string_view text, const std::string& file, settings& s, std::vector<diagnostic>& errors) {
+  if (int line = 0, column = 0; unterminated_quote(text, line, column)) {
+    errors.push_back({file, line, column, "", "quoted value is not closed on its line (missing quote?)"});
+    return;
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
@@ -1177,7 +1255,11 @@ std::string to_yaml(const settings& s) {
     list("dst", v);
     v.clear();
     for (const auto& p : r.ports) {
-      v.push_back(p.lo == p.hi ? std::to_string(p.lo) : std::to_string(p.lo) + "-" + std::to_string(p.hi));
+      if (p.lo == 0 && p.hi == 65535) {
+        v.emplace_back("*");
+      } else {
+        v.push_back(p.lo == p.hi ? std::to_string(p.lo) : std::to_string(p.lo) + "-" + std::to_string(p.hi));
+      }
     }
     list("ports", v);
     if (r.commands != policy::command_bits::all) {

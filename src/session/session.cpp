@@ -302,7 +302,8 @@ struct bind_outcome {
 
 // Waits for a connection from one of `expected` (any when empty).
 asio::awaitable<core::error_code> accept_expected(tcp::acceptor& acceptor, const upstream::address_list& expected,
-                                                  tcp::socket& out, worker_services& svc) {
+                                                  tcp::socket& out, worker_services& svc, const config::snapshot& snap,
+                                                  policy::request_view view) {
   for (;;) {
     auto [ec, sock] = co_await acceptor.async_accept(nothrow);
     if (ec) {
@@ -310,7 +311,14 @@ asio::awaitable<core::error_code> accept_expected(tcp::acceptor& acceptor, const
     }
     core::error_code pec;
     const auto peer = core::unmap(sock.remote_endpoint(pec).address());
-    if (!pec && (expected.empty() || std::find(expected.begin(), expected.end(), peer) != expected.end())) {
+    bool ok = !pec && (expected.empty() || std::find(expected.begin(), expected.end(), peer) != expected.end());
+    if (ok && expected.empty()) {
+      // No peer was named: whoever connects must pass the ACL as a target would.
+      view.address = peer;
+      view.port = sock.remote_endpoint(pec).port();
+      ok = !pec && snap.acl.evaluate(view).allowed();
+    }
+    if (ok) {
       out = std::move(sock);
       co_return core::error_code{};
     }
@@ -327,7 +335,7 @@ asio::awaitable<void> client_gone(tcp::socket& client) {
 
 asio::awaitable<bind_outcome> serve_bind(tcp::socket& client, client_protocol proto, const config::snapshot& snap,
                                          worker_services& svc, const core::target_address& expected_peer,
-                                         tcp::socket& peer_out, obs::access_record& rec) {
+                                         tcp::socket& peer_out, obs::access_record& rec, policy::request_view view) {
   bind_outcome out;
   const auto& cfg = snap.source;
   // Who may connect: DST.ADDR (all its addresses for a name); 0.0.0.0 or
@@ -392,7 +400,10 @@ asio::awaitable<bind_outcome> serve_bind(tcp::socket& client, client_protocol pr
   }
   asio::steady_timer wait(client.get_executor());
   wait.expires_after(cfg.bind.timeout);
-  auto r = co_await (accept_expected(acceptor, expected, peer_out, svc) || expiry(wait) || client_gone(client));
+  view.cmd = core::command::bind;
+  view.domain = {};
+  auto r = co_await (accept_expected(acceptor, expected, peer_out, svc, snap, view) || expiry(wait) ||
+                     client_gone(client));
   core::error_code aec;
   acceptor.close(aec);  // one connection per BIND
   if (r.index() == 2) {
@@ -541,7 +552,18 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     } else {
       view.address = *hs.target.ip_address();
     }
-    const auto verdict = hs.cmd == command::udp_associate ? policy::decision{} : snap->acl.evaluate(view);
+    // UDP ASSOCIATE names no target (its DST is where the client will send
+    // from): only rules about the client, user or command can refuse it
+    // here; every datagram's target is checked later. A BIND naming no
+    // peer (0.0.0.0 / ::) is checked on the peer that connects instead.
+    const bool no_target = hs.cmd == command::udp_associate ||
+                           (hs.cmd == command::bind && view.address && view.address->is_unspecified());
+    if (no_target) {
+      view.address.reset();
+      view.domain = {};
+      view.port = 0;
+    }
+    const auto verdict = snap->acl.evaluate(view);
     if (verdict.blocked()) {
       ec = core::socks_errc::not_allowed;
       blocked_by = verdict.by;
@@ -555,7 +577,8 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   if (!ec) {
     routing::route_request rq{client_ip, hs.user, &hs.target, host_name, view.address};
     auto decision = snap->router.select(rq);
-    if (decision.need_address()) {
+    // A UDP request's DST is a hint, not a target: never resolved for routing.
+    if (decision.need_address() && hs.cmd != command::udp_associate) {
       deadline.expires_after(cfg.timeouts.connect);
       auto rv = co_await (svc.dns.async_resolve(host_name, nothrow) || expiry(deadline));
       if (rv.index() == 1) {
@@ -628,7 +651,7 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   // ---- BIND: first reply (where we listen), wait for the peer, second
   // reply (who connected); then relay like CONNECT.
   if (!ec && hs.cmd == command::bind) {
-    auto b = co_await serve_bind(client, hs.proto, *snap, svc, hs.target, target, rec);
+    auto b = co_await serve_bind(client, hs.proto, *snap, svc, hs.target, target, rec, view);
     ec = b.ec;
     replied = b.replied;
     reply = b.reply;
