@@ -23,11 +23,6 @@ namespace {
 
 using namespace cs;
 
-int fail(const std::string& message) {
-  std::fprintf(stderr, "cleversocks: error: %s\n", message.c_str());
-  return 2;
-}
-
 // Reads a password: prompted twice without echo on a terminal, else one
 // line from standard input.
 bool read_password(std::string& out) {
@@ -146,24 +141,24 @@ int main(int argc, char** argv) {
     CLI::Option* opt = nullptr;
   };
   std::vector<keyed> keyed_options = {
-      {"workers", "-w,--workers", "Event-loop threads (default: one per available core)"},
-      {"timeouts.handshake", "--handshake-timeout", "Deadline from accept to a complete request (10s)"},
-      {"timeouts.connect", "--connect-timeout", "Deadline to resolve and connect to the target (10s)"},
-      {"timeouts.idle", "--idle-timeout", "Close a tunnel after this long without traffic; 0 never (1h)"},
-      {"timeouts.drain", "--drain-timeout", "On SIGTERM/SIGINT, time open tunnels get to finish (30s)"},
-      {"dns.servers", "--dns-server", "DNS servers IP[:PORT], comma-separated (default: /etc/resolv.conf)"},
-      {"log.format", "--log-format", "Log format: text or json"},
-      {"relay.mode", "--relay", "Relay engine: splice (zero-copy) or copy"},
-      {"acl.default", "--default-action", "When no ACL rule matches: allow or deny"},
-      {"geoip.database", "--geoip", "MaxMind DB (GeoLite2 Country/City) for country rules"},
-      {"users_file", "--users-file", "File of NAME:PASSWORD or NAME:$argon2id$... lines"},
-      {"limits.max_sessions", "--max-sessions", "Concurrent sessions in all (0: unlimited)"},
-      {"limits.max_sessions_per_ip", "--max-sessions-per-ip", "Concurrent sessions per client IP"},
-      {"limits.max_sessions_per_user", "--max-sessions-per-user", "Concurrent sessions per user"},
-      {"limits.rate_per_ip", "--rate-per-ip", "New connections per second per client IP"},
-      {"limits.burst_per_ip", "--burst-per-ip", "Burst for --rate-per-ip (default 2x rate)"},
-      {"auth.lockout_after", "--auth-lockout-after", "Failed logins (per IP, per user) before a lockout; 0 never (5)"},
-      {"admin.listen", "--admin-listen", "Admin HTTP address for /metrics, /health, /ready, /api (127.0.0.1:9090)"},
+      {"workers", "-w,--workers", "Event-loop threads (default: one per available core)", {}},
+      {"timeouts.handshake", "--handshake-timeout", "Deadline from accept to a complete request (10s)", {}},
+      {"timeouts.connect", "--connect-timeout", "Deadline to resolve and connect to the target (10s)", {}},
+      {"timeouts.idle", "--idle-timeout", "Close a tunnel after this long without traffic; 0 never (1h)", {}},
+      {"timeouts.drain", "--drain-timeout", "On SIGTERM/SIGINT, time open tunnels get to finish (30s)", {}},
+      {"dns.servers", "--dns-server", "DNS servers IP[:PORT], comma-separated (default: /etc/resolv.conf)", {}},
+      {"log.format", "--log-format", "Log format: text or json", {}},
+      {"relay.mode", "--relay", "Relay engine: splice (zero-copy) or copy", {}},
+      {"acl.default", "--default-action", "When no ACL rule matches: allow or deny", {}},
+      {"geoip.database", "--geoip", "MaxMind DB (GeoLite2 Country/City) for country rules", {}},
+      {"users_file", "--users-file", "File of NAME:PASSWORD or NAME:$argon2id$... lines", {}},
+      {"limits.max_sessions", "--max-sessions", "Concurrent sessions in all (0: unlimited)", {}},
+      {"limits.max_sessions_per_ip", "--max-sessions-per-ip", "Concurrent sessions per client IP", {}},
+      {"limits.max_sessions_per_user", "--max-sessions-per-user", "Concurrent sessions per user", {}},
+      {"limits.rate_per_ip", "--rate-per-ip", "New connections per second per client IP", {}},
+      {"limits.burst_per_ip", "--burst-per-ip", "Burst for --rate-per-ip (default 2x rate)", {}},
+      {"auth.lockout_after", "--auth-lockout-after", "Failed logins (per IP, per user) before a lockout; 0 never (5)", {}},
+      {"admin.listen", "--admin-listen", "Admin HTTP address for /metrics, /health, /ready, /api (127.0.0.1:9090)", {}},
   };
 
   app.add_option("listen", cl.listen, "Addresses to listen on: IPv4:PORT or [IPv6]:PORT (default 127.0.0.1:1080)");

@@ -305,7 +305,6 @@ const std::vector<list_field>& list_fields() {
 }
 
 const std::vector<scalar_field>& scalar_fields() {
-  using pm = proxy_protocol_mode;
   static const std::vector<scalar_field> fields = {
       uint_field("workers", [](settings& s) -> auto& { return s.workers; }, true),
       bool_field("allow_open", [](settings& s) -> auto& { return s.allow_open; }),
@@ -873,12 +872,12 @@ class yaml_reader {
   // "URL" or {url: URL, weight: N}
   void pool_member(const YAML::Node& n, const std::string& path, settings& s) {
     routing::member_spec m;
-    YAML::Node url_node = n;
+    // Not `url_node = n["url"]`: assigning to a YAML::Node writes through it.
+    const YAML::Node url_node = n.IsMap() ? n["url"] : n;
     if (n.IsMap()) {
       if (!keys(n, path, {"url", "weight"})) {
         return;
       }
-      url_node = n["url"];
       if (!url_node) {
         error(n, path + ".url", "missing");
         return;
@@ -1046,7 +1045,13 @@ void apply_yaml(std::string_view text, const std::string& file, settings& s, std
     errors.push_back({file, e.mark.line + 1, e.mark.column + 1, "", e.msg});
     return;
   }
-  yaml_reader(file, errors).apply(root, s);
+  try {
+    yaml_reader(file, errors).apply(root, s);
+  } catch (const YAML::Exception& e) {
+    // A reader bug must not take the process down: a hot reload keeps the
+    // running configuration when a file does not load.
+    errors.push_back({file, e.mark.line + 1, e.mark.column + 1, "", e.msg});
+  }
 }
 
 void apply_yaml_file(const std::string& path, settings& s, std::vector<diagnostic>& errors) {

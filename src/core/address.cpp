@@ -59,6 +59,10 @@ bool parse_port(std::string_view text, std::uint16_t& port) {
 bool split_host_port(std::string_view text, std::string_view& host, std::string_view& port,
                      bool& bracketed) {
   bracketed = false;
+  // make_address() reads a C string: a NUL would hide whatever follows it.
+  if (text.find('\0') != std::string_view::npos) {
+    return false;
+  }
   if (!text.empty() && text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
@@ -118,7 +122,7 @@ bool parse_target(std::string_view text, target_address& out) {
     }
     out.host = addr;
   } else {
-    if (bracketed || host.find('\0') != std::string_view::npos) {
+    if (bracketed) {
       return false;
     }
     out.host = domain_name(host.data(), host.size());

@@ -29,6 +29,7 @@ class socks_category_impl final : public boost::system::error_category {
       case socks_errc::handshake_timeout: return "handshake timed out";
       case socks_errc::upstream_failure: return "upstream proxy failure";
       case socks_errc::general_failure: return "general failure";
+      case socks_errc::ttl_expired: return "TTL expired";
     }
     return "unknown socks error";
   }
@@ -50,6 +51,7 @@ reply_code to_reply_code(const error_code& ec) noexcept {
       case socks_errc::command_not_supported: return reply_code::command_not_supported;
       case socks_errc::address_type_not_supported: return reply_code::address_type_not_supported;
       case socks_errc::not_allowed: return reply_code::not_allowed;
+      case socks_errc::ttl_expired: return reply_code::ttl_expired;
       case socks_errc::host_not_found:
       case socks_errc::dns_failure:
       case socks_errc::connect_timeout: return reply_code::host_unreachable;

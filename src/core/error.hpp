@@ -36,6 +36,7 @@ enum class socks_errc : int {
   handshake_timeout,           ///< client did not finish the handshake in time
   upstream_failure,            ///< an upstream proxy refused or broke the protocol
   general_failure,             ///< anything else
+  ttl_expired,                 ///< an upstream reported REP 0x06 (TTL expired) for the target
 };
 
 const boost::system::error_category& socks_category() noexcept;

@@ -89,6 +89,13 @@ parse_result parse_response(core::byte_view in, response& out) noexcept {
   if (status < 100 || status > 599 || (status_line.size() > 12 && status_line[12] != ' ')) {
     return parse_result::fail(socks_errc::general_failure);
   }
+  // RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ).
+  if (std::any_of(status_line.begin() + 12, status_line.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return (u < 0x20 && u != '\t') || u == 0x7F;
+      })) {
+    return parse_result::fail(socks_errc::general_failure);
+  }
   const auto end = text.find("\r\n\r\n", eol);
   if (end == std::string_view::npos) {
     if (in.size() >= max_response_head) {

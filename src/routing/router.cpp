@@ -356,7 +356,7 @@ std::string_view router::capture(const route& r, std::string_view host) const {
   return host;
 }
 
-core::target_address router::rewritten(const route& r, const core::target_address& requested,
+std::optional<core::target_address> router::rewritten(const route& r, const core::target_address& requested,
                                        std::string_view captured) {
   if (!r.remote) {
     return requested;
@@ -378,6 +378,8 @@ core::target_address router::rewritten(const route& r, const core::target_addres
     out.host = literal;
   } else if (!host.empty() && host.size() <= core::domain_name::static_capacity) {
     out.host = core::domain_name(host);
+  } else {
+    return std::nullopt;  // never fall back to the un-rewritten name
   }
   if (r.remote->port) {
     out.port = *r.remote->port;

@@ -74,8 +74,9 @@ class router {
 
   route_decision select(const route_request& req) const;
 
-  /// The target to ask the upstream for, after the route's rewrite.
-  static core::target_address rewritten(const route& r, const core::target_address& requested,
+  /// The target to ask the upstream for, after the route's rewrite; nullopt
+  /// when the rewritten name is not a valid DOMAIN (empty or > 255 bytes).
+  static std::optional<core::target_address> rewritten(const route& r, const core::target_address& requested,
                                         std::string_view captured);
 
   /// What the matching rule's '*' covered in the host (for rewrites).

@@ -27,10 +27,12 @@ void health_checker::stop() {
 }
 
 void health_checker::track(std::shared_ptr<const config::snapshot> snap) {
-  const bool first = !snap_;
   snap_ = std::move(snap);
-  if (first && !stopped_) {
-    round();  // probe at once, then on the interval
+  if (!stopped_) {
+    // Probe at once (new members are known before their first dial), then
+    // on the new interval: the old timer is replaced, so a reload that
+    // shortens the interval does not wait out the old one.
+    round();
   }
 }
 
@@ -38,7 +40,7 @@ void health_checker::schedule() {
   if (stopped_ || !snap_) {
     return;
   }
-  timer_.expires_after(snap_->source.proxy_pool.health_check.interval);
+  timer_.expires_after(snap_->source.proxy_pool.health_check.interval);  // cancels the previous wait
   timer_.async_wait([this](core::error_code ec) {
     if (!ec) {
       round();

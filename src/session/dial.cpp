@@ -52,13 +52,19 @@ asio::awaitable<dial_outcome> through(const dial_request& req, std::span<const u
 
 asio::awaitable<dial_outcome> dial(const dial_request& req) {
   const auto& route = *req.route;
-  const auto target = routing::router::rewritten(route, req.target, req.snap->router.capture(route, req.host));
+  const auto rewritten = routing::router::rewritten(route, req.target, req.snap->router.capture(route, req.host));
+  if (route.k == routing::route::kind::block) {
+    dial_outcome out{core::socks_errc::not_allowed, tcp::socket(req.svc->dns.get_executor()), {}, {}, nullptr, {}};
+    out.blocked_by = route.name;
+    co_return out;
+  }
+  if (!rewritten) {
+    // The rule's "remote" does not fit this name (longer than 255 bytes).
+    co_return dial_outcome{core::socks_errc::bad_domain, tcp::socket(req.svc->dns.get_executor()), {}, {}, nullptr, {}};
+  }
+  const auto& target = *rewritten;
   switch (route.k) {
-    case routing::route::kind::block: {
-      dial_outcome out{core::socks_errc::not_allowed, tcp::socket(req.svc->dns.get_executor()), {}, {}, nullptr, {}};
-      out.blocked_by = route.name;
-      co_return out;
-    }
+    case routing::route::kind::block:
     case routing::route::kind::direct:
       co_return co_await direct(req, target);
     case routing::route::kind::redirect:

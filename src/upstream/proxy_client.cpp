@@ -199,7 +199,7 @@ core::error_code error_for_upstream_reply(std::uint8_t rep) noexcept {
     case 0x03: return asio::error::network_unreachable;
     case 0x04: return asio::error::host_unreachable;
     case 0x05: return asio::error::connection_refused;
-    case 0x06: return asio::error::timed_out;
+    case 0x06: return core::socks_errc::ttl_expired;
     case 0x07: return core::socks_errc::command_not_supported;
     case 0x08: return core::socks_errc::address_type_not_supported;
     default: return core::socks_errc::upstream_failure;

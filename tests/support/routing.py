@@ -105,6 +105,22 @@ def wait_record(proxy, pred, timeout: float = 10.0, start: int = 0) -> dict[str,
     return fields
 
 
+def wait_records(proxy, n: int, pred=lambda r: True, timeout: float = 10.0) -> list[dict[str, str]]:
+    """Waits until at least ``n`` access records satisfy ``pred``; returns them."""
+    deadline = time.monotonic() + timeout
+    with proxy.log.cond:
+        for _ in range(1_000_000):
+            got = [f for f in (access_fields(line) for line in proxy.log.lines if " access session=" in line)
+                   if pred(f)]
+            if len(got) >= n:
+                return got
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or proxy.log.eof:
+                break
+            proxy.log.cond.wait(remaining)
+    raise TimeoutError(f"{len(got)} of {n} access records within {timeout}s")
+
+
 def mark(proxy) -> int:
     return len(proxy.log.snapshot())
 

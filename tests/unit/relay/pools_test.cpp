@@ -1,0 +1,126 @@
+#include "relay/pools.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace {
+
+using cs::relay::buffer_pool;
+using cs::relay::pipe_pair;
+using cs::relay::pipe_pool;
+
+bool fd_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+
+TEST(PipePool, AcquireCreatesNonBlockingCloexecPipe) {
+  pipe_pool pool;
+  EXPECT_EQ(pool.created(), 0u);
+  EXPECT_EQ(pool.idle(), 0u);
+  cs::core::error_code ec;
+  const pipe_pair p = pool.acquire(ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(p);
+  EXPECT_EQ(pool.created(), 1u);
+  EXPECT_EQ(pool.idle(), 0u);
+  for (int fd : {p.read_fd, p.write_fd}) {
+    EXPECT_TRUE(::fcntl(fd, F_GETFL) & O_NONBLOCK);
+    EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  }
+  // It is a working pipe.
+  ASSERT_EQ(::write(p.write_fd, "x", 1), 1);
+  char c = 0;
+  ASSERT_EQ(::read(p.read_fd, &c, 1), 1);
+  EXPECT_EQ(c, 'x');
+  pool.release(p, true);
+  EXPECT_EQ(pool.idle(), 1u);
+}
+
+TEST(PipePool, EmptyPipeIsReused) {
+  pipe_pool pool;
+  cs::core::error_code ec;
+  const pipe_pair p1 = pool.acquire(ec);
+  pool.release(p1, true);
+  const pipe_pair p2 = pool.acquire(ec);
+  EXPECT_EQ(p2.read_fd, p1.read_fd);
+  EXPECT_EQ(p2.write_fd, p1.write_fd);
+  EXPECT_EQ(pool.created(), 1u);
+  EXPECT_EQ(pool.idle(), 0u);
+  pool.release(p2, true);
+}
+
+TEST(PipePool, PipeThatMayHoldDataIsClosedNotReused) {
+  pipe_pool pool;
+  cs::core::error_code ec;
+  const pipe_pair p = pool.acquire(ec);
+  ASSERT_EQ(::write(p.write_fd, "left", 4), 4);
+  pool.release(p, false);
+  EXPECT_EQ(pool.idle(), 0u);
+  EXPECT_FALSE(fd_open(p.read_fd));
+  EXPECT_FALSE(fd_open(p.write_fd));
+  const pipe_pair q = pool.acquire(ec);
+  EXPECT_EQ(pool.created(), 2u);
+  pool.release(q, true);
+}
+
+TEST(PipePool, KeepsAtMostMaxIdle) {
+  pipe_pool pool(2);
+  cs::core::error_code ec;
+  pipe_pair ps[3] = {pool.acquire(ec), pool.acquire(ec), pool.acquire(ec)};
+  EXPECT_EQ(pool.created(), 3u);
+  for (const auto& p : ps) {
+    pool.release(p, true);
+  }
+  EXPECT_EQ(pool.idle(), 2u);
+  EXPECT_FALSE(fd_open(ps[2].read_fd)) << "the third is closed";
+}
+
+TEST(PipePool, ReleasingAnEmptyPairIsANoOp) {
+  pipe_pool pool;
+  pool.release(pipe_pair{}, true);
+  EXPECT_EQ(pool.idle(), 0u);
+}
+
+TEST(PipePool, DestructorClosesIdlePipes) {
+  pipe_pair p;
+  {
+    pipe_pool pool;
+    cs::core::error_code ec;
+    p = pool.acquire(ec);
+    pool.release(p, true);
+    ASSERT_TRUE(fd_open(p.read_fd));
+  }
+  EXPECT_FALSE(fd_open(p.read_fd));
+  EXPECT_FALSE(fd_open(p.write_fd));
+}
+
+TEST(PipePool, PipeSizeIsApplied) {
+  pipe_pool pool(4, 256 * 1024);
+  cs::core::error_code ec;
+  const pipe_pair p = pool.acquire(ec);
+  ASSERT_TRUE(p);
+  const int sz = ::fcntl(p.write_fd, F_GETPIPE_SZ);
+  // Best effort (pipe-max-size may refuse); at least the default.
+  EXPECT_GE(sz, 64 * 1024);
+  pool.release(p, true);
+}
+
+TEST(BufferPool, ReusesAndCaps) {
+  buffer_pool pool(1024, 1);
+  EXPECT_EQ(pool.buffer_size(), 1024u);
+  auto a = pool.acquire();
+  auto b = pool.acquire();
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  EXPECT_NE(a.get(), b.get());
+  const auto* raw = a.get();
+  pool.release(std::move(a));
+  pool.release(std::move(b));
+  EXPECT_EQ(pool.idle(), 1u) << "max_idle 1";
+  auto c = pool.acquire();
+  EXPECT_EQ(c.get(), raw);
+  EXPECT_EQ(pool.idle(), 0u);
+  pool.release(nullptr);
+  EXPECT_EQ(pool.idle(), 0u);
+}
+
+}  // namespace

@@ -1,0 +1,444 @@
+#include "relay/tcp_relay.hpp"
+
+#include "net_support.hpp"
+#include "test_support.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace {
+
+using namespace cs::test;
+using namespace boost::asio::experimental::awaitable_operators;
+using cs::relay::end_reason;
+using cs::relay::relay_mode;
+using cs::relay::relay_options;
+using cs::relay::relay_result;
+using cs::relay::tcp_relay;
+using bytevec = std::vector<std::uint8_t>;
+using std::chrono::milliseconds;
+using clock_type = std::chrono::steady_clock;
+
+const char* reason_name(end_reason r) {
+  switch (r) {
+    case end_reason::closed: return "closed";
+    case end_reason::idle_timeout: return "idle_timeout";
+    case end_reason::error: return "error";
+    case end_reason::cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+// client c <-> rc [relay] rt <-> t target
+class RelayTest : public ::testing::TestWithParam<relay_mode> {
+ protected:
+  void SetUp() override {
+    std::tie(c, rc) = socket_pair(io);
+    std::tie(rt, t) = socket_pair(io);
+  }
+
+  relay_options options() const {
+    relay_options o;
+    o.mode = GetParam();
+    return o;
+  }
+
+  // Lets every handler that is ready now (and the ones they post) run.
+  static asio::awaitable<void> settle() {
+    for (int i = 0; i < 20; ++i) {
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    }
+  }
+
+  asio::awaitable<void> send_and_close(tcp::socket& s, const bytevec& data) {
+    const auto ec = co_await write_all(s, data);
+    EXPECT_FALSE(ec) << ec.message();
+    s.shutdown(tcp::socket::shutdown_send);
+  }
+
+  // Asserts the pools hold every resource the relay ever took.
+  void expect_nothing_held() const {
+    if (GetParam() == relay_mode::splice) {
+      EXPECT_GE(pipes.created(), 1u) << "splice mode must have used a pipe";
+      EXPECT_EQ(pipes.idle(), pipes.created()) << "a pipe is still held";
+    } else {
+      EXPECT_EQ(pipes.created(), 0u) << "copy mode must not create pipes";
+      EXPECT_GE(buffers.idle(), 1u) << "the copy buffer was not returned";
+    }
+  }
+
+  asio::io_context io;
+  cs::relay::pipe_pool pipes;
+  cs::relay::buffer_pool buffers;
+  tcp::socket c{io}, rc{io}, rt{io}, t{io};
+};
+
+TEST_P(RelayTest, BytesBothWaysThenCleanClose) {
+  const auto up = random_bytes(3 * 1024 * 1024 + 17, 1);
+  const auto down = random_bytes(2 * 1024 * 1024 + 123, 2);
+  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  relay_result result;
+  bytevec at_target;
+  bytevec at_client;
+
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
+    auto client = [&]() -> asio::awaitable<void> {
+      auto r = co_await (send_and_close(c, up) && read_to_eof(c));
+      EXPECT_EQ(r.first, asio::error::eof);
+      at_client = std::move(r.second);
+    };
+    auto target = [&]() -> asio::awaitable<void> {
+      auto r = co_await (send_and_close(t, down) && read_to_eof(t));
+      EXPECT_EQ(r.first, asio::error::eof);
+      at_target = std::move(r.second);
+    };
+    co_await (run_relay() && client() && target());
+  }(), std::chrono::seconds(20));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::closed) << reason_name(result.reason);
+  EXPECT_FALSE(result.ec) << result.ec.message();
+  EXPECT_EQ(result.bytes_up, up.size());
+  EXPECT_EQ(result.bytes_down, down.size());
+  EXPECT_EQ(relay.bytes_up(), up.size());
+  EXPECT_EQ(relay.bytes_down(), down.size());
+  EXPECT_TRUE(at_target == up) << "upstream bytes differ (" << at_target.size() << " vs " << up.size() << ")";
+  EXPECT_TRUE(at_client == down) << "downstream bytes differ (" << at_client.size() << " vs " << down.size() << ")";
+  expect_nothing_held();
+  EXPECT_TRUE(rc.is_open()) << "the relay leaves the sockets to the caller";
+  EXPECT_TRUE(rt.is_open());
+}
+
+TEST_P(RelayTest, ClientHalfCloseTargetKeepsSending) {
+  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  relay_result result;
+  bool relay_done = false;
+  const auto reply = random_bytes(512 * 1024, 3);
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> {
+      result = co_await relay.async_run(asio::use_awaitable);
+      relay_done = true;
+    };
+    auto script = [&]() -> asio::awaitable<void> {
+      const bytevec ping(4, 'p');  // (no braced list across co_await: GCC 12 bug)
+      co_await send_and_close(c, ping);
+      auto [ec, got] = co_await read_to_eof(t);
+      EXPECT_EQ(ec, asio::error::eof) << "client EOF must reach the target as a shutdown";
+      EXPECT_EQ(got, ping);
+      EXPECT_FALSE(relay_done) << "half-close must not end the relay";
+      // The other direction keeps flowing after the half-close.
+      auto r = co_await (send_and_close(t, reply) && read_to_eof(c));
+      EXPECT_EQ(r.first, asio::error::eof);
+      EXPECT_TRUE(r.second == reply) << r.second.size();
+    };
+    co_await (run_relay() && script());
+  }());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::closed) << reason_name(result.reason);
+  EXPECT_EQ(result.bytes_up, 4u);
+  EXPECT_EQ(result.bytes_down, reply.size());
+  expect_nothing_held();
+}
+
+TEST_P(RelayTest, TargetHalfCloseClientKeepsSending) {
+  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  relay_result result;
+  bool relay_done = false;
+  const auto upload = random_bytes(700 * 1024 + 1, 4);
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> {
+      result = co_await relay.async_run(asio::use_awaitable);
+      relay_done = true;
+    };
+    auto script = [&]() -> asio::awaitable<void> {
+      const bytevec bye(3, 'b');
+      co_await send_and_close(t, bye);
+      auto [ec, got] = co_await read_to_eof(c);
+      EXPECT_EQ(ec, asio::error::eof);
+      EXPECT_EQ(got, bye);
+      EXPECT_FALSE(relay_done);
+      auto r = co_await (send_and_close(c, upload) && read_to_eof(t));
+      EXPECT_EQ(r.first, asio::error::eof);
+      EXPECT_TRUE(r.second == upload) << r.second.size();
+    };
+    co_await (run_relay() && script());
+  }());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::closed);
+  EXPECT_EQ(result.bytes_up, upload.size());
+  EXPECT_EQ(result.bytes_down, 3u);
+}
+
+void reset_close(tcp::socket& s) {
+  s.set_option(tcp::socket::linger(true, 0));
+  s.close();  // RST
+}
+
+TEST_P(RelayTest, ClientResetEndsBothDirections) {
+  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  relay_result result;
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
+    auto script = [&]() -> asio::awaitable<void> {
+      EXPECT_FALSE(co_await write_all(c, bytevec(100, 'x')));
+      auto got = co_await read_exactly(t, 100);
+      EXPECT_EQ(got.size(), 100u);
+      reset_close(c);
+      // The target direction is idle (t never sends): the relay must still
+      // end, because an error on one side ends both.
+    };
+    co_await (run_relay() && script());
+  }());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::error) << reason_name(result.reason);
+  EXPECT_EQ(result.ec, asio::error::connection_reset) << result.ec.message();
+  EXPECT_EQ(result.bytes_up, 100u);
+  EXPECT_EQ(result.bytes_down, 0u);
+  expect_nothing_held();
+}
+
+TEST_P(RelayTest, TargetResetEndsBothDirections) {
+  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  relay_result result;
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
+    auto script = [&]() -> asio::awaitable<void> {
+      EXPECT_FALSE(co_await write_all(t, bytevec(10, 'y')));
+      auto got = co_await read_exactly(c, 10);
+      EXPECT_EQ(got.size(), 10u);
+      reset_close(t);
+    };
+    co_await (run_relay() && script());
+  }());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::error) << reason_name(result.reason);
+  EXPECT_TRUE(result.ec);
+  EXPECT_EQ(result.bytes_down, 10u);
+}
+
+TEST_P(RelayTest, IdleTimeout) {
+  auto o = options();
+  o.idle_timeout = milliseconds(150);
+  tcp_relay relay(rc, rt, o, pipes, buffers);
+  relay_result result;
+  const auto start = clock_type::now();
+  clock_type::time_point end;
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    result = co_await relay.async_run(asio::use_awaitable);
+    end = clock_type::now();
+  }(), std::chrono::seconds(5));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::idle_timeout) << reason_name(result.reason);
+  EXPECT_FALSE(result.ec);
+  EXPECT_GE(end - start, milliseconds(150));
+}
+
+TEST_P(RelayTest, TrafficPostponesIdleTimeout) {
+  auto o = options();
+  o.idle_timeout = milliseconds(500);
+  tcp_relay relay(rc, rt, o, pipes, buffers);
+  relay_result result;
+  bool relay_done = false;
+  clock_type::time_point last_byte;
+  clock_type::time_point end;
+  const auto start = clock_type::now();
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> {
+      result = co_await relay.async_run(asio::use_awaitable);
+      relay_done = true;
+      end = clock_type::now();
+    };
+    auto script = [&]() -> asio::awaitable<void> {
+      // One byte every 100 ms for well over the idle timeout.
+      for (int i = 0; i < 12; ++i) {
+        co_await delay(milliseconds(100));
+        CO_ASSERT(!relay_done);
+        const bytevec one(1, static_cast<std::uint8_t>(i));
+        EXPECT_FALSE(co_await write_all(c, one));
+        auto got = co_await read_exactly(t, 1);
+        CO_ASSERT(got.size() == 1);
+        last_byte = clock_type::now();
+      }
+    };
+    co_await (run_relay() && script());
+  }(), std::chrono::seconds(10));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::idle_timeout) << reason_name(result.reason);
+  EXPECT_EQ(result.bytes_up, 12u);
+  EXPECT_GE(last_byte - start, milliseconds(1200));
+  EXPECT_GE(end - last_byte, milliseconds(450)) << "timeout counted from the last byte moved";
+}
+
+TEST_P(RelayTest, CancellationEndsWithCancelled) {
+  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  relay_result result;
+  asio::cancellation_signal stop;
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> {
+      result = co_await relay.async_run(asio::bind_cancellation_slot(stop.slot(), asio::use_awaitable));
+    };
+    auto script = [&]() -> asio::awaitable<void> {
+      EXPECT_FALSE(co_await write_all(c, bytevec(1000, 'a')));
+      EXPECT_EQ((co_await read_exactly(t, 1000)).size(), 1000u);
+      EXPECT_FALSE(co_await write_all(t, bytevec(333, 'b')));
+      EXPECT_EQ((co_await read_exactly(c, 333)).size(), 333u);
+      EXPECT_EQ(relay.bytes_up(), 1000u) << "live counter";
+      EXPECT_EQ(relay.bytes_down(), 333u) << "live counter";
+      stop.emit(asio::cancellation_type::terminal);
+    };
+    co_await (run_relay() && script());
+  }());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::cancelled) << reason_name(result.reason);
+  EXPECT_EQ(result.ec, asio::error::operation_aborted);
+  EXPECT_EQ(result.bytes_up, 1000u);
+  EXPECT_EQ(result.bytes_down, 333u);
+  expect_nothing_held();
+}
+
+TEST_P(RelayTest, BytesQueuedBeforeStartAreRelayed) {
+  asio::write(c, asio::buffer(std::string("early")));
+  asio::write(t, asio::buffer(std::string("late")));
+  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  relay_result result;
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
+    auto script = [&]() -> asio::awaitable<void> {
+      auto a = co_await read_exactly(t, 5);
+      auto b2 = co_await read_exactly(c, 4);
+      EXPECT_EQ(std::string(a.begin(), a.end()), "early");
+      EXPECT_EQ(std::string(b2.begin(), b2.end()), "late");
+      c.shutdown(tcp::socket::shutdown_send);
+      t.shutdown(tcp::socket::shutdown_send);
+    };
+    co_await (run_relay() && script());
+  }(), std::chrono::seconds(5));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::closed);
+  EXPECT_EQ(result.bytes_up, 5u);
+  EXPECT_EQ(result.bytes_down, 4u);
+}
+
+TEST_P(RelayTest, TinyChunksAndBurstOfOne) {
+  auto o = options();
+  o.chunk = 7;
+  o.burst = 1;
+  const auto up = random_bytes(50'000, 5);
+  const auto down = random_bytes(40'001, 6);
+  tcp_relay relay(rc, rt, o, pipes, buffers);
+  relay_result result;
+  bytevec at_t;
+  bytevec at_c;
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
+    auto client = [&]() -> asio::awaitable<void> {
+      auto r = co_await (send_and_close(c, up) && read_to_eof(c));
+      at_c = std::move(r.second);
+    };
+    auto target = [&]() -> asio::awaitable<void> {
+      auto r = co_await (send_and_close(t, down) && read_to_eof(t));
+      at_t = std::move(r.second);
+    };
+    co_await (run_relay() && client() && target());
+  }(), std::chrono::seconds(20));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::closed);
+  EXPECT_TRUE(at_t == up);
+  EXPECT_TRUE(at_c == down);
+  EXPECT_EQ(result.bytes_up, up.size());
+  EXPECT_EQ(result.bytes_down, down.size());
+}
+
+TEST_P(RelayTest, SlowReaderBackpressure) {
+  // The target does not read for a while: the relay's writes hit EAGAIN and
+  // must resume on writability without losing or reordering bytes.
+  const auto up = random_bytes(8 * 1024 * 1024, 7);
+  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  relay_result result;
+  bytevec at_t;
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
+    auto client = [&]() -> asio::awaitable<void> { co_await send_and_close(c, up); };
+    auto target = [&]() -> asio::awaitable<void> {
+      co_await delay(milliseconds(200));
+      auto [ec, got] = co_await read_to_eof(t);
+      EXPECT_EQ(ec, asio::error::eof);
+      at_t = std::move(got);
+      t.shutdown(tcp::socket::shutdown_send);
+    };
+    co_await (run_relay() && client() && target());
+  }(), std::chrono::seconds(30));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::closed);
+  EXPECT_EQ(result.bytes_up, up.size());
+  EXPECT_TRUE(at_t == up) << at_t.size();
+}
+
+TEST_P(RelayTest, IdleTunnelHoldsNoPipeOrBuffer) {
+  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  relay_result result;
+  const auto up = random_bytes(300'000, 8);
+  const auto down = random_bytes(200'000, 9);
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
+    auto script = [&]() -> asio::awaitable<void> {
+      EXPECT_EQ(pipes.created(), 0u);
+      co_await (write_all(c, up) && write_all(t, down) && read_exactly(t, up.size()) &&
+                read_exactly(c, down.size()));
+      co_await settle();
+      // Data moved both ways and the tunnel is now idle but open.
+      expect_nothing_held();
+      const auto created = pipes.created();
+      // A second burst reuses pooled resources rather than creating more.
+      co_await (write_all(c, up) && read_exactly(t, up.size()));
+      co_await settle();
+      expect_nothing_held();
+      EXPECT_EQ(pipes.created(), created) << "pooled pipe reused";
+      c.shutdown(tcp::socket::shutdown_send);
+      t.shutdown(tcp::socket::shutdown_send);
+    };
+    co_await (run_relay() && script());
+  }());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::closed);
+  EXPECT_EQ(result.bytes_up, 2 * up.size());
+  EXPECT_EQ(result.bytes_down, down.size());
+}
+
+TEST_P(RelayTest, TwoIdleTunnelsShareNothing) {
+  // Many idle tunnels on one thread must not each pin a pipe: after traffic
+  // stops, the pool gets everything back.
+  auto p1 = socket_pair(io);
+  auto p2 = socket_pair(io);
+  tcp::socket& c2 = p1.first;
+  tcp::socket& rc2 = p1.second;
+  tcp::socket& rt2 = p2.first;
+  tcp::socket& t2 = p2.second;
+  tcp_relay r1(rc, rt, options(), pipes, buffers);
+  tcp_relay r2(rc2, rt2, options(), pipes, buffers);
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run1 = [&]() -> asio::awaitable<void> { co_await r1.async_run(asio::use_awaitable); };
+    auto run2 = [&]() -> asio::awaitable<void> { co_await r2.async_run(asio::use_awaitable); };
+    auto script = [&]() -> asio::awaitable<void> {
+      co_await (write_all(c, bytevec(5000, 1)) && write_all(c2, bytevec(5000, 2)) && read_exactly(t, 5000) &&
+                read_exactly(t2, 5000));
+      co_await settle();
+      expect_nothing_held();
+      for (auto* s : {&c, &t, &c2, &t2}) {
+        s->shutdown(tcp::socket::shutdown_send);
+      }
+    };
+    co_await (run1() && run2() && script());
+  }());
+  ASSERT_TRUE(ok);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RelayTest, ::testing::Values(relay_mode::splice, relay_mode::copy),
+                         [](const auto& p) { return p.param == relay_mode::splice ? "splice" : "copy"; });
+
+}  // namespace
