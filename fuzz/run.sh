@@ -11,16 +11,21 @@
 #   FUZZ_MERGE=1 fuzz/run.sh socks5_request 0    merge (minimised) scratch inputs into fuzz/corpus
 #
 # Environment: BUILD_DIR (default build/fuzz), JOBS (ninja -j, default 2),
-# FUZZ_ARGS (extra libFuzzer flags). Crash/timeout/leak reproducers land in
-# build/fuzz/run/<target>/artifacts/. Exit status 1 if any target crashed.
+# FUZZ_RUNS (run each target for exactly this many executions instead of
+# SECONDS, e.g. FUZZ_RUNS=10000000 fuzz/run.sh all, how fuzz/RESULTS.md was
+# made), FUZZ_ARGS (extra libFuzzer flags). Inputs are capped at 1024 bytes
+# (http_connect_response: 9000, past its 8 KiB head limit). Crash/timeout/leak
+# reproducers land in build/fuzz/run/<target>/artifacts/. Exit status 1 if any
+# target crashed. Targets run one at a time, one job each.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build/fuzz}"
 jobs="${JOBS:-2}"
-all_targets=(socks5_greeting socks5_auth socks5_request socks5_udp socks5_reply socks4_request socks4_reply address_parse upstream_reply)
+all_targets=(socks5_greeting socks5_auth socks5_request socks5_udp socks5_reply socks4_request socks4_reply address_parse
+  upstream_reply proxy_protocol http_connect_response proxy_url rule_spec acl_pattern)
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [[ $# -ge 1 ]] || usage
 
 seconds=60
@@ -30,7 +35,12 @@ if [[ "${args[-1]}" =~ ^[0-9]+$ ]]; then
   unset 'args[-1]'
 fi
 [[ ${#args[@]} -ge 1 ]] || usage
-if [[ "$seconds" -eq 0 && "${FUZZ_MERGE:-0}" != 1 ]]; then
+runs="${FUZZ_RUNS:-}"
+if [[ -n "$runs" && ! "$runs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "FUZZ_RUNS must be a positive number" >&2
+  exit 2
+fi
+if [[ -z "$runs" && "$seconds" -eq 0 && "${FUZZ_MERGE:-0}" != 1 ]]; then
   echo "SECONDS must be > 0 (libFuzzer treats 0 as 'forever')" >&2
   exit 2
 fi
@@ -71,21 +81,32 @@ for t in "${targets[@]}"; do
   if [[ "${FUZZ_MERGE:-0}" == 1 ]]; then
     "$bin" -merge=1 "$root/fuzz/corpus/$t" "$work/corpus" >"$work/merge.log" 2>&1
     echo "$t: merged into fuzz/corpus/$t ($(ls "$root/fuzz/corpus/$t" | wc -l) files)"
-    [[ "$seconds" -gt 0 ]] || continue
+    [[ "$seconds" -gt 0 || -n "$runs" ]] || continue
   fi
+
+  if [[ -n "$runs" ]]; then
+    budget=(-runs="$runs")
+  else
+    budget=(-max_total_time="$seconds")
+  fi
+  max_len=1024
+  [[ "$t" == http_connect_response ]] && max_len=9000
 
   log="$work/fuzz.log"
   before=$(ls "$work/artifacts" | wc -l)
+  start=$(date +%s)
   set +e
   # shellcheck disable=SC2086
-  "$bin" "$work/corpus" -max_total_time="$seconds" -max_len=1024 -timeout=10 -print_final_stats=1 \
+  "$bin" "$work/corpus" "${budget[@]}" -max_len="$max_len" -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/" ${FUZZ_ARGS:-} >"$log" 2>&1
   rc=$?
   set -e
+  elapsed=$(($(date +%s) - start))
   after=$(ls "$work/artifacts" | wc -l)
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
   corpus=$(ls "$work/corpus" | wc -l)
   crashes=$((after - before))
   if [[ $rc -ne 0 || $crashes -gt 0 ]]; then
@@ -94,9 +115,10 @@ for t in "${targets[@]}"; do
   else
     result=ok
   fi
-  summary+=("$(printf '%-16s %12s %9s %6s %7s %8s  %s' "$t" "${execs:-?}" "${rate:-?}" "${cov:-?}" "$corpus" "$crashes" "$result")")
+  summary+=("$(printf '%-22s %10s %6s %7s %6s %6s %7s %7s  %s' "$t" "${execs:-?}" "$elapsed" "${rate:-?}" "${cov:-?}" \
+    "${ft:-?}" "$corpus" "$crashes" "$result")")
 done
 
-printf '%-16s %12s %9s %6s %7s %8s  %s\n' target execs exec/s cov corpus crashes result
+printf '%-22s %10s %6s %7s %6s %6s %7s %7s  %s\n' target execs secs exec/s cov ft corpus crashes result
 printf '%s\n' "${summary[@]}"
 exit $status

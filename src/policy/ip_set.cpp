@@ -49,7 +49,8 @@ bool parse_cidr(std::string_view text, cidr& out, std::string* error) {
   };
   const auto slash = text.find('/');
   const auto addr_text = text.substr(0, slash);
-  if (addr_text.empty() || addr_text.size() > 64) {
+  // make_address() reads a C string: a NUL would hide whatever follows it.
+  if (addr_text.empty() || addr_text.size() > 64 || addr_text.find('\0') != std::string_view::npos) {
     return fail("not an IP address");
   }
   boost::system::error_code ec;

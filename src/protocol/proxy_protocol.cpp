@@ -28,13 +28,23 @@ bool parse_port(std::string_view t, std::uint16_t& out) {
   return true;
 }
 
+// An address as inet_ntop writes it: hex digits, '.' and ':'. make_address()
+// reads a C string, so a NUL would hide whatever follows it, and it would
+// take an IPv6 "%scope", which is no part of the protocol.
+bool address_text(std::string_view t) {
+  return std::all_of(t.begin(), t.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '.' || c == ':';
+  });
+}
+
 parse_result parse_v1(core::byte_view in, header& out) noexcept {
   const std::string_view text(reinterpret_cast<const char*>(in.data()), std::min(in.size(), max_v1_size));
   const auto crlf = text.find("\r\n");
   if (crlf == std::string_view::npos) {
     return in.size() >= max_v1_size ? parse_result::fail(socks_errc::general_failure) : parse_result::need_more();
   }
-  std::string_view line = text.substr(v1_prefix.size(), crlf - v1_prefix.size());
+  const std::string_view fields = text.substr(v1_prefix.size(), crlf - v1_prefix.size());
+  std::string_view line = fields;
   std::string_view parts[5];
   std::size_t n = 0;
   while (!line.empty() && n < 5) {
@@ -46,7 +56,9 @@ parse_result parse_v1(core::byte_view in, header& out) noexcept {
   if (n >= 1 && parts[0] == "UNKNOWN") {
     return parse_result::done(crlf + 2);
   }
-  if (n != 5 || !line.empty() || (parts[0] != "TCP4" && parts[0] != "TCP6")) {
+  // Exactly five fields, one space apart: a trailing space is a sixth, empty one.
+  if (n != 5 || !line.empty() || fields.ends_with(' ') || (parts[0] != "TCP4" && parts[0] != "TCP6") ||
+      !address_text(parts[1]) || !address_text(parts[2])) {
     return parse_result::fail(socks_errc::general_failure);
   }
   boost::system::error_code e1;
