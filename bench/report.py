@@ -6,13 +6,21 @@ Input : RAW      JSON lines {"server","case","rep","server_died",
         SERVERS  TSV lines  name, label, status ("ok" or why it was skipped),
                  auth ("1" if it supports RFC 1929 here)
         META     JSON object with the run parameters (copied to the output)
+        --micro GBENCH.json   micro_bench's JSON (Google Benchmark format), for
+                              the "Micro-benchmarks (ns/op)" section
+        --micro-note TEXT     why there are no micro-benchmark figures
 Output: OUT.md and OUT.json (the table, the ratios and the issue's targets);
         the Markdown also goes to stdout.
+
+        report.py --micro-only (--micro GBENCH.json | --micro-note TEXT) META OUT
+writes the micro-benchmark section alone (bench/run.sh --micro-only).
 
 Every cell is the median over the repetitions. Standard library only.
 """
 
+import argparse
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -220,10 +228,184 @@ def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list):
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------ micro-benchmarks
+
+TIME_TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+# Benchmark families (the name up to the first "/"), in report order: title
+# and what one operation is.
+MICRO_FAMILIES = [
+    ("parse", "Protocol parsers", "parse one complete message (src/protocol)"),
+    ("acl", "ACL evaluation", "acl::evaluate(): the default built-in blocks plus N user rules; none "
+     "matches the targets, so every rule is tried, except before DNS, where the first rule that needs "
+     "the address ends the pass"),
+    ("route", "Rule lookup", "router::select() over N forwarding rules with domain patterns"),
+    ("ip_set", "Address sets", "ip_set::contains() over N random prefixes; half the lookups hit"),
+    ("auth", "Credential check", "what the session does per RFC 1929 request, before the rate limiter"),
+]
+
+ARG_RE = re.compile(r"^(?P<base>.*)/(?P<arg>[A-Za-z_]+):(?P<value>-?\d+)$")
+
+
+def load_micro(path):
+    """micro_bench's JSON → {"context": {...}, "benchmarks": [{name, ns_per_op, ...}]}.
+
+    ns_per_op is CPU time per iteration (one operation each). With
+    --benchmark_repetitions, the median aggregate stands for its runs."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    rows = data.get("benchmarks", [])
+    medians = {r.get("run_name") for r in rows
+               if r.get("run_type") == "aggregate" and r.get("aggregate_name") == "median"}
+    out = []
+    for r in rows:
+        name = r.get("run_name") or r["name"]
+        if r.get("run_type") == "aggregate":
+            if r.get("aggregate_name") != "median":
+                continue
+        elif name in medians:
+            continue
+        entry = {"name": name}
+        if r.get("error_occurred"):
+            entry["error"] = r.get("error_message") or "error"
+        else:
+            scale = TIME_TO_NS.get(r.get("time_unit", "ns"), 1.0)
+            entry["ns_per_op"] = r["cpu_time"] * scale
+            entry["real_ns_per_op"] = r["real_time"] * scale
+            entry["items_per_s"] = r.get("items_per_second")
+            if r.get("run_type") == "aggregate":
+                entry["repetitions"] = r.get("repetitions")
+            else:
+                entry["iterations"] = r.get("iterations")
+        out.append(entry)
+    ctx = data.get("context", {})
+    keep = ("date", "host_name", "executable", "num_cpus", "mhz_per_cpu", "cpu_scaling_enabled",
+            "load_avg", "library_build_type")
+    return {"context": {k: ctx[k] for k in keep if k in ctx}, "benchmarks": out}
+
+
+def fmt_ns(v):
+    if v < 10:
+        return f"{v:.2f}"
+    if v < 100:
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def fmt_rate(v):
+    if v is None:
+        return "–"
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.3g}"
+
+
+def micro_cell(b):
+    return f"error: {b['error']}" if "error" in b else fmt_ns(b["ns_per_op"])
+
+
+def micro_tables(benchmarks):
+    """Markdown lines: per family, a table of the plain benchmarks and one
+    per argument name (e.g. rules) with a column per value."""
+    families = defaultdict(list)
+    order = []
+    for b in benchmarks:
+        fam = b["name"].split("/", 1)[0]
+        if fam not in families:
+            order.append(fam)
+        families[fam].append(b)
+    known = [f[0] for f in MICRO_FAMILIES]
+    titles = {f[0]: (f[1], f[2]) for f in MICRO_FAMILIES}
+    lines = []
+    for fam in [f for f in known if f in families] + [f for f in order if f not in known]:
+        title, what = titles.get(fam, (fam, ""))
+        lines += ["", f"**{title}** — {what}" if what else f"**{title}**", ""]
+        plain = [b for b in families[fam] if not ARG_RE.match(b["name"])]
+        by_arg = defaultdict(dict)  # arg name -> base -> value -> benchmark
+        for b in families[fam]:
+            m = ARG_RE.match(b["name"])
+            if m:
+                by_arg[m["arg"]].setdefault(m["base"], {})[int(m["value"])] = b
+        if plain:
+            lines += ["| benchmark | ns/op | ops/s |", "|---|---:|---:|"]
+            for b in plain:
+                lines.append(f"| `{b['name']}` | {micro_cell(b)} | "
+                             f"{fmt_rate(b.get('items_per_s')) if 'error' not in b else '–'} |")
+            if by_arg:
+                lines.append("")
+        for arg, bases in by_arg.items():
+            values = sorted({v for per in bases.values() for v in per})
+            lines.append(f"| ns/op, by {arg} | " + " | ".join(f"{v:,}" for v in values) + " |")
+            lines.append("|---|" + "---:|" * len(values))
+            for base, per in bases.items():
+                cells = [micro_cell(per[v]) if v in per else "–" for v in values]
+                lines.append(f"| `{base}` | " + " | ".join(cells) + " |")
+            lines.append("")
+        if lines[-1] == "":
+            lines.pop()
+    return lines
+
+
+def micro_markdown(micro, note):
+    lines = ["## Micro-benchmarks (ns/op)", ""]
+    if micro is None:
+        lines.append(f"Not run: {note or 'no micro_bench output'}.")
+        return lines
+    ctx = micro["context"]
+    reps = {b.get("repetitions") for b in micro["benchmarks"] if b.get("repetitions")}
+    how = f"median of {max(reps)} repetitions" if reps else "one run each"
+    load = ctx.get("load_avg")
+    lines.append(
+        "`micro_bench` (bench/micro, Google Benchmark): CPU time per operation on one thread, "
+        f"{how}; lower is better; ops/s = 10⁹ / ns. Each figure is one function called in a loop: "
+        "no sockets, no event loop. Load average when it started: "
+        + (", ".join(f"{x:.2f}" for x in load) if load else "unknown") + "."
+    )
+    lines += micro_tables(micro["benchmarks"])
+    return lines
+
+
+def main_micro_only(args):
+    if len(args.files) != 2:
+        sys.exit("usage: report.py --micro-only (--micro GBENCH.json | --micro-note TEXT) META.json OUT_PREFIX")
+    meta_path, out_prefix = args.files
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    micro = load_micro(args.micro) if args.micro else None
+    lines = [
+        "# CleverSocks micro-benchmarks",
+        "",
+        f"{meta['date']} · commit `{meta['commit']}` · {meta['cpus']} CPUs ({meta['cpu_model']}) · "
+        f"kernel {meta['kernel']}",
+        "",
+    ] + micro_markdown(micro, args.micro_note)[2:]  # the title replaces the section heading
+    md = "\n".join(lines) + "\n"
+    with open(out_prefix + ".md", "w", encoding="utf-8") as f:
+        f.write(md)
+    with open(out_prefix + ".json", "w", encoding="utf-8") as f:
+        json.dump({"meta": meta, "micro": micro if micro is not None else {"note": args.micro_note}},
+                  f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    sys.stdout.write(md)
+
+
 def main():
-    if len(sys.argv) != 5:
-        sys.exit("usage: report.py RAW.jsonl SERVERS.tsv META.json OUT_PREFIX")
-    raw_path, servers_path, meta_path, out_prefix = sys.argv[1:]
+    parser = argparse.ArgumentParser(
+        description="bench/run.sh's report",
+        usage="report.py [--micro GBENCH.json | --micro-note TEXT] RAW.jsonl SERVERS.tsv META.json OUT_PREFIX\n"
+              "       report.py --micro-only (--micro GBENCH.json | --micro-note TEXT) META.json OUT_PREFIX")
+    parser.add_argument("--micro", metavar="GBENCH.json")
+    parser.add_argument("--micro-note", metavar="TEXT")
+    parser.add_argument("--micro-only", action="store_true")
+    parser.add_argument("files", nargs="+")
+    args = parser.parse_args()
+    if args.micro_only:
+        main_micro_only(args)
+        return
+    if len(args.files) != 4:
+        parser.error("expected RAW.jsonl SERVERS.tsv META.json OUT_PREFIX")
+    raw_path, servers_path, meta_path, out_prefix = args.files
     records, servers, meta = load(raw_path, servers_path, meta_path)
     levels = meta["idle_levels"]
     columns = BASE_COLUMNS + idle_columns(levels)
@@ -232,6 +414,9 @@ def main():
     target_list = targets(table, best_peer, vs_direct, levels) if "cleversocks" in table else []
 
     md = markdown(meta, servers, columns, table, best_peer, vs_direct, target_list)
+    micro = load_micro(args.micro) if args.micro else None
+    if micro is not None or args.micro_note:
+        md += "\n" + "\n".join(micro_markdown(micro, args.micro_note)) + "\n"
     with open(out_prefix + ".md", "w", encoding="utf-8") as f:
         f.write(md)
     result = {
@@ -243,6 +428,8 @@ def main():
         "cleversocks_vs_direct": vs_direct,
         "targets": target_list,
     }
+    if micro is not None or args.micro_note:
+        result["micro"] = micro if micro is not None else {"note": args.micro_note}
     with open(out_prefix + ".json", "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2, ensure_ascii=False)
         f.write("\n")

@@ -5,7 +5,9 @@
 # usage: bench/run.sh [--quick] [--reps N] [--duration S] [--workers W]
 #                     [--servers "direct cleversocks dante microsocks"]
 #                     [--cases "idle latency ..."] [--no-install]
-# Every flag has a BENCH_* environment twin (listed below).
+#                     [--micro-only | --no-micro]
+# Every flag has a BENCH_* environment twin (listed below). After the side-by-
+# side runs come the micro-benchmarks (bench/micro, Google Benchmark).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +28,11 @@ CASES=${BENCH_CASES:-"idle latency thr_up_1 thr_down_1 thr_up_8 thr_down_8 sess_
 BUILD_DIR=${BENCH_BUILD_DIR:-build/bench}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-bench/results}
 INSTALL=${BENCH_INSTALL:-1}
+JOBS=${BENCH_JOBS:-$(nproc)}              # parallel compile jobs for the tools
+# Micro-benchmarks (bench/micro): 1 after the side-by-side runs, 0 never,
+# only: nothing else (report in $RESULTS_DIR/micro.md).
+MICRO=${BENCH_MICRO:-1}
+MICRO_ARGS=${BENCH_MICRO_ARGS:-}          # extra micro_bench flags, e.g. --benchmark_filter=acl
 QUICK=0
 AUTH_USER=${BENCH_AUTH_USER:-bench}      # RFC 1929 credentials for the "+ auth" columns
 AUTH_PASS=${BENCH_AUTH_PASS:-bench-secret}
@@ -35,7 +42,7 @@ CLEVERSOCKS_ARGS=${CLEVERSOCKS_ARGS:-}    # extra flags for every CleverSocks ru
 # "+ auth" cells n/a.
 CLEVERSOCKS_AUTH_ARGS=${CLEVERSOCKS_AUTH_ARGS-"--user $AUTH_USER:$AUTH_PASS"}
 
-usage() { sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -46,6 +53,8 @@ while [[ $# -gt 0 ]]; do
     --servers) SERVERS=${2:?--servers needs a value}; shift ;;
     --cases) CASES=${2:?--cases needs a value}; shift ;;
     --no-install) INSTALL=0 ;;
+    --micro-only) MICRO=only ;;
+    --no-micro) MICRO=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -55,6 +64,7 @@ done
 log() { printf '%s\n' "$*" >&2; }
 die() { log "run.sh: $*"; exit 1; }
 
+[[ $MICRO == 0 || $MICRO == 1 || $MICRO == only ]] || die "BENCH_MICRO must be 0, 1 or only (not $MICRO)"
 KNOWN_CASES=" idle latency thr_up_1 thr_down_1 thr_up_8 thr_down_8 sess_ipv4 sess_domain sess_ipv4_auth sess_domain_auth "
 read -ra CASE_LIST <<<"$CASES"
 for c in "${CASE_LIST[@]}"; do
@@ -320,6 +330,57 @@ run_case() {
   done <<<"$out"
 }
 
+# ------------------------------------------------------------------ micro --
+# run_micro OUT: runs micro_bench, its JSON into OUT (Google Benchmark's
+# format), its table on stderr. Sets MICRO_NOTE to why it did not run, if so.
+MICRO_NOTE=""
+run_micro() {
+  local out=$1 bin=$BUILD_DIR/micro/micro_bench args=() extra=() rc=0
+  rm -f "$out"
+  if [[ ! -x $bin ]]; then
+    MICRO_NOTE="micro_bench not built: Google Benchmark not found (Debian: libbenchmark-dev)"
+    log "skipping the micro-benchmarks: $MICRO_NOTE"
+    return 0
+  fi
+  ((QUICK)) && args+=(--benchmark_min_time=0.1)
+  read -ra extra <<<"$MICRO_ARGS"
+  log "micro-benchmarks: $bin ${args[*]} ${extra[*]}"
+  timeout --foreground -k 5 1800 "$bin" "${args[@]}" "${extra[@]}" \
+    --benchmark_out="$out" --benchmark_out_format=json >&2 || rc=$?
+  ((rc != 130)) || exit 130
+  if ((rc != 0)) || [[ ! -s $out ]]; then
+    MICRO_NOTE="micro_bench failed (exit status $rc)"
+    log "$MICRO_NOTE"
+  fi
+}
+
+# write_meta FILE: the run's parameters, for report.py.
+write_meta() {
+  local commit cpu_model
+  commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
+  if [[ $commit != none ]] && ! git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null; then
+    commit="$commit+dirty"
+  fi
+  cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+  cat >"$1" <<EOF
+{"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "commit": "$commit", "cpus": $(nproc),
+ "cpu_model": "${cpu_model//\"/}", "kernel": "$(uname -r)", "workers": $WORKERS,
+ "duration_s": $DURATION, "warmup_s": $WARMUP, "reps": $REPS, "clients": $CLIENTS,
+ "pings": $PINGS, "idle_levels": [$IDLE_LEVELS], "loadavg_before": $LOADAVG,
+ "cases": [$(printf '"%s",' "${CASE_LIST[@]}" | sed 's/,$//')],
+ "quick": $( ((QUICK)) && echo true || echo false)}
+EOF
+}
+
+# MICRO_REPORT_ARGS for OUT: report.py's options for the micro-benchmark results.
+set_micro_report_args() {
+  if [[ -s $1 ]]; then
+    MICRO_REPORT_ARGS=(--micro "$1")
+  else
+    MICRO_REPORT_ARGS=(--micro-note "${MICRO_NOTE:-no micro_bench output}")
+  fi
+}
+
 # ------------------------------------------------------------------- main --
 if ((INSTALL)) && [[ -x scripts/install-deps.sh ]]; then
   scripts/install-deps.sh bench
@@ -327,13 +388,31 @@ fi
 command -v python3 >/dev/null || die "python3 is needed for the report"
 command -v cmake >/dev/null || die "cmake is needed to build the bench tools"
 
+# micro_bench also builds the project's modules from src/ there: the first
+# build takes a few minutes.
 log "building the bench tools in $BUILD_DIR"
-cmake -S bench -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" --parallel >/dev/null
+micro_flag=ON
+[[ $MICRO == 0 ]] && micro_flag=OFF
+cmake -S bench -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCS_BENCH_MICRO=$micro_flag >/dev/null
+cmake --build "$BUILD_DIR" --parallel "$JOBS" >/dev/null
 LOADGEN=$BUILD_DIR/loadgen
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cleversocks-bench.XXXXXX")
 mkdir -p "$RESULTS_DIR"
+LOADAVG=$(cut -d ' ' -f 1 /proc/loadavg)
+
+if [[ $MICRO == only ]]; then
+  awk -v l="$LOADAVG" 'BEGIN { exit !(l >= 0.5) }' &&
+    log "warning: load average $LOADAVG before the run: other work on this machine will skew the figures"
+  run_micro "$RESULTS_DIR/micro.gbench.json"
+  write_meta "$WORK/meta.json"
+  set_micro_report_args "$RESULTS_DIR/micro.gbench.json"
+  python3 bench/report.py --micro-only "${MICRO_REPORT_ARGS[@]}" "$WORK/meta.json" "$RESULTS_DIR/micro"
+  log "written: $RESULTS_DIR/micro.md, $RESULTS_DIR/micro.json"
+  [[ -s $RESULTS_DIR/micro.gbench.json ]] && log "micro_bench's own JSON: $RESULTS_DIR/micro.gbench.json"
+  exit 0
+fi
+
 RAW=$RESULTS_DIR/latest.raw.jsonl
 : >"$RAW"
 
@@ -341,7 +420,6 @@ RAW=$RESULTS_DIR/latest.raw.jsonl
 ulimit -n "$(ulimit -Hn)"
 log "open-files limit for the servers: $(ulimit -n) (hard limit)"
 # Everything shares the machine's cores: other work skews every figure.
-LOADAVG=$(cut -d ' ' -f 1 /proc/loadavg)
 awk -v l="$LOADAVG" 'BEGIN { exit !(l >= 0.5) }' &&
   log "warning: load average $LOADAVG before the run: other work on this machine will skew the figures"
 [[ $(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo 0) != 0 ]] ||
@@ -383,18 +461,19 @@ for ((rep = 1; rep <= REPS; rep++)); do
 done
 log "measurements took $((SECONDS - started)) s"
 
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
-if [[ $commit != none ]] && ! git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null; then
-  commit="$commit+dirty"
+# The micro-benchmarks come last, once every server has stopped: each is one
+# thread timing one function, and the servers' figures are not affected.
+MICRO_OUT=$RESULTS_DIR/latest.gbench.json
+if [[ $MICRO == 1 ]]; then
+  run_micro "$MICRO_OUT"
+else
+  rm -f "$MICRO_OUT"
+  MICRO_NOTE="--no-micro / BENCH_MICRO=0"
 fi
-cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-cat >"$WORK/meta.json" <<EOF
-{"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "commit": "$commit", "cpus": $(nproc),
- "cpu_model": "${cpu_model//\"/}", "kernel": "$(uname -r)", "workers": $WORKERS,
- "duration_s": $DURATION, "warmup_s": $WARMUP, "reps": $REPS, "clients": $CLIENTS,
- "pings": $PINGS, "idle_levels": [$IDLE_LEVELS], "loadavg_before": $LOADAVG,
- "cases": [$(printf '"%s",' "${CASE_LIST[@]}" | sed 's/,$//')],
- "quick": $( ((QUICK)) && echo true || echo false)}
-EOF
-python3 bench/report.py "$RAW" "$SERVERS_TSV" "$WORK/meta.json" "$RESULTS_DIR/latest"
+
+write_meta "$WORK/meta.json"
+set_micro_report_args "$MICRO_OUT"
+python3 bench/report.py "${MICRO_REPORT_ARGS[@]}" "$RAW" "$SERVERS_TSV" "$WORK/meta.json" "$RESULTS_DIR/latest"
 log "written: $RESULTS_DIR/latest.md, $RESULTS_DIR/latest.json (raw records: $RAW)"
+[[ -s $MICRO_OUT ]] && log "micro_bench's own JSON: $MICRO_OUT"
+exit 0
