@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace cs::relay {
@@ -22,10 +23,41 @@ core::error_code errno_code() noexcept {
 }
 }  // namespace
 
+void idle_sweeper::watch(tcp_relay& r, std::chrono::milliseconds timeout) {
+  relays_.push_back(r);
+  const auto tick = std::clamp(timeout / 4, std::chrono::milliseconds(5), std::chrono::milliseconds(1000));
+  if (tick < tick_ || !armed_) {
+    tick_ = armed_ ? std::min(tick_, tick) : tick;
+    armed_ = true;
+    arm();  // replaces a longer wait in progress
+  }
+}
+
+void idle_sweeper::arm() {
+  timer_.expires_after(tick_);
+  timer_.async_wait([this](core::error_code ec) {
+    if (!ec) {
+      sweep();
+    }
+  });
+}
+
+void idle_sweeper::sweep() {
+  const auto now = clock::now();
+  for (auto it = relays_.begin(); it != relays_.end();) {
+    auto& r = static_cast<tcp_relay&>(*it++);  // check_idle() may end r, never another relay
+    r.check_idle(now);
+  }
+  if (relays_.empty()) {
+    armed_ = false;  // nothing to watch: no timer pending on an idle loop
+    return;
+  }
+  arm();
+}
+
 tcp_relay::tcp_relay(tcp::socket& client, tcp::socket& target, const relay_options& options,
-                     pipe_pool& pipes, buffer_pool& buffers) noexcept
-    : client_(client), target_(target), options_(options), pipes_(pipes), buffers_(buffers),
-      idle_timer_(client.get_executor()) {
+                     pipe_pool& pipes, buffer_pool& buffers, idle_sweeper& idle) noexcept
+    : client_(client), target_(target), options_(options), pipes_(pipes), buffers_(buffers), idle_(idle) {
   dirs_[0].from = &client_;
   dirs_[0].to = &target_;
   dirs_[1].from = &target_;
@@ -56,7 +88,9 @@ void tcp_relay::start(asio::any_completion_handler<relay_signature> handler) {
     target_.native_non_blocking(true, ec);
   }
   last_activity_ = clock::now();
-  arm_idle_timer();
+  if (options_.idle_timeout.count() > 0) {
+    idle_.watch(*this, options_.idle_timeout);
+  }
   if (ec) {
     stop(end_reason::error, ec);
   }
@@ -181,9 +215,6 @@ void tcp_relay::finish_direction(direction& d) {
   d.done = true;
   core::error_code ignored;
   d.to->shutdown(tcp::socket::shutdown_send, ignored);  // propagate the half-close
-  if (dirs_[0].done && dirs_[1].done) {
-    idle_timer_.cancel();
-  }
 }
 
 void tcp_relay::stop(end_reason reason, core::error_code ec) {
@@ -196,7 +227,6 @@ void tcp_relay::stop(end_reason reason, core::error_code ec) {
   core::error_code ignored;
   client_.cancel(ignored);
   target_.cancel(ignored);
-  idle_timer_.cancel();
   release(dirs_[0]);
   release(dirs_[1]);
 }
@@ -212,23 +242,10 @@ void tcp_relay::release(direction& d) noexcept {
   d.pending = 0;
 }
 
-void tcp_relay::arm_idle_timer() {
-  if (options_.idle_timeout.count() <= 0) {
-    return;
+void tcp_relay::check_idle(clock::time_point now) {
+  if (!stopping_ && !(dirs_[0].done && dirs_[1].done) && now - last_activity_ >= options_.idle_timeout) {
+    stop(end_reason::idle_timeout, {});
   }
-  ++outstanding_;
-  idle_timer_.expires_at(last_activity_ + options_.idle_timeout);
-  idle_timer_.async_wait([this](core::error_code ec) {
-    --outstanding_;
-    if (!ec && !stopping_ && !(dirs_[0].done && dirs_[1].done)) {
-      if (clock::now() - last_activity_ >= options_.idle_timeout) {
-        stop(end_reason::idle_timeout, {});
-      } else {
-        arm_idle_timer();
-      }
-    }
-    op_done();
-  });
 }
 
 void tcp_relay::op_done() {
@@ -236,6 +253,7 @@ void tcp_relay::op_done() {
     return;
   }
   completed_ = true;
+  unlink();  // no longer watched for idleness
   auto slot = handler_.get_cancellation_slot();
   if (slot.is_connected()) {
     slot.clear();

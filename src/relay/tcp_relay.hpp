@@ -22,6 +22,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -56,12 +57,47 @@ struct relay_result {
 
 using relay_signature = void(relay_result);
 
-class tcp_relay {
+class tcp_relay;
+
+/// The link a relay is watched by (a base of tcp_relay; it unlinks itself
+/// when the relay is destroyed).
+struct idle_link
+    : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {};
+
+/// Idle timeouts for all the relays of one event loop: one timer that
+/// sweeps the loop's open tunnels, instead of a timer (and a pending timer
+/// operation) per tunnel. A tunnel is ended between `idle_timeout` and
+/// `idle_timeout` + one tick after its last byte; the tick is a quarter of
+/// the shortest timeout in use, at most one second.
+class idle_sweeper {
+ public:
+  explicit idle_sweeper(const boost::asio::any_io_executor& ex) : timer_(ex) {}
+  idle_sweeper(const idle_sweeper&) = delete;
+  idle_sweeper& operator=(const idle_sweeper&) = delete;
+
+  std::size_t watched() const noexcept { return relays_.size(); }
+
+ private:
+  friend class tcp_relay;
+  void watch(tcp_relay& r, std::chrono::milliseconds timeout);
+  void arm();
+  void sweep();
+
+  // constant_time_size<false>: required by auto-unlink hooks (a relay
+  // leaves the list by itself when it ends or is destroyed).
+  boost::intrusive::list<idle_link, boost::intrusive::constant_time_size<false>> relays_;
+  boost::asio::steady_timer timer_;
+  std::chrono::milliseconds tick_{1000};
+  bool armed_ = false;
+};
+
+class tcp_relay : public idle_link {
  public:
   /// Both sockets must be open and connected; they are left open at the end
-  /// (the caller closes them). The pools must outlive the relay.
+  /// (the caller closes them). The pools and the sweeper must outlive the
+  /// relay's operation.
   tcp_relay(tcp::socket& client, tcp::socket& target, const relay_options& options, pipe_pool& pipes,
-            buffer_pool& buffers) noexcept;
+            buffer_pool& buffers, idle_sweeper& idle) noexcept;
   ~tcp_relay();
   tcp_relay(const tcp_relay&) = delete;
   tcp_relay& operator=(const tcp_relay&) = delete;
@@ -99,8 +135,9 @@ class tcp_relay {
   void finish_direction(direction& d);
   void stop(end_reason reason, core::error_code ec);
   void release(direction& d) noexcept;
-  void arm_idle_timer();
+  void check_idle(std::chrono::steady_clock::time_point now);
   void op_done();
+  friend class idle_sweeper;
 
   // Transfer primitives: bytes moved, 0 at EOF, -1 with errno set.
   long read_in(direction& d, core::error_code& ec);
@@ -111,11 +148,11 @@ class tcp_relay {
   relay_options options_;
   pipe_pool& pipes_;
   buffer_pool& buffers_;
-  boost::asio::steady_timer idle_timer_;
+  idle_sweeper& idle_;
   direction dirs_[2];
   boost::asio::any_completion_handler<relay_signature> handler_;
   std::chrono::steady_clock::time_point last_activity_;
-  int outstanding_ = 0;  // pending waits, posts and the timer
+  int outstanding_ = 0;  // pending waits and posts
   bool stopping_ = false;
   bool completed_ = false;
   end_reason reason_ = end_reason::closed;

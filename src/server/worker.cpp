@@ -36,7 +36,7 @@ worker::worker(unsigned id, std::shared_ptr<const config::snapshot> snap, sessio
     : id_(id), on_drained_(std::move(on_drained)), snap_(std::move(snap)),
       buffers_(snap_->source.relay.chunk),
       dns_(std::make_unique<upstream::resolver>(io_.get_executor(), snap_->source.dns)),
-      services_{id_, *dns_, pipes_, buffers_, metrics_, auth_cache_, shared, udp_buffer_},
+      services_{id_, *dns_, pipes_, buffers_, idle_, metrics_, auth_cache_, shared, udp_buffer_},
       work_(io_.get_executor()) {}
 
 worker::~worker() {

@@ -78,6 +78,9 @@ class worker {
   relay::pipe_pool pipes_;
   relay::buffer_pool buffers_;
   boost::asio::io_context io_{1};
+  // After io_ (its timer needs the loop); relays that outlive it find their
+  // hooks unlinked by the list's destructor.
+  relay::idle_sweeper idle_{io_.get_executor()};
   std::unique_ptr<upstream::resolver> dns_;
   auth::verify_cache auth_cache_;
   std::vector<std::uint8_t> udp_buffer_ = std::vector<std::uint8_t>(65536 + 512);

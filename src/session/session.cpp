@@ -426,18 +426,39 @@ asio::awaitable<bind_outcome> serve_bind(tcp::socket& client, client_protocol pr
 
 }  // namespace
 
-asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
-                          std::uint64_t id, config::proxy_protocol_mode proxy_protocol) {
-  // Cancellation (server shutdown) is handled through error codes below,
-  // not by exceptions thrown at the next co_await.
-  co_await asio::this_coro::throw_if_cancelled(false);
+namespace {
 
-  const auto started = clock::now();
+// What a session keeps once its handshake is over: the accounting, the
+// leases it holds, and how it ended so far.
+constexpr std::size_t no_forward = SIZE_MAX;
+
+struct session_state {
+  obs::access_record rec;
+  policy::session_lease lease;       ///< admission (global / per IP)
+  policy::session_lease user_lease;  ///< per user
+  std::shared_ptr<routing::member_state> member;  ///< pool member carrying the tunnel
+  const auth::user* user = nullptr;
+  client_protocol proto = client_protocol::unknown;
+  command cmd = command::connect;
+  core::error_code ec;
+  core::reply_code reply = core::reply_code::succeeded;
+  bool replied = false;
+  bool account = false;  ///< admitted: counted and logged at the end
+  bool relays = false;   ///< a TCP tunnel follows (CONNECT, BIND)
+  std::string_view udp_reason;
+  relay::relay_result moved;  ///< bytes moved outside the TCP relay (early bytes, UDP)
+};
+
+// Everything before the relay: PROXY header, admission, handshake, ACL,
+// route, dial, reply (and UDP ASSOCIATE / BIND, which reply themselves).
+// Its frame is large (buffers, parse results, the dial's state) and is gone
+// once the tunnel is open: an idle tunnel keeps only run()'s small frame.
+asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
+                                const std::shared_ptr<const config::snapshot>& snap, worker_services& svc,
+                                config::proxy_protocol_mode proxy_protocol, session_state& st) {
   const auto& cfg = snap->source;
   auto& metrics = svc.metrics;
-
-  obs::access_record rec;
-  rec.session = id;
+  auto& rec = st.rec;
   rec.route = "direct";
   core::ip::address client_ip;
   {
@@ -473,18 +494,18 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
 
   // ---- admission: connection rate and concurrency limits
   policy::refusal refused = policy::refusal::none;
-  policy::session_lease lease = svc.shared.limits.admit(client_ip, cfg.limits, refused);
-  if (!lease) {
+  st.lease = svc.shared.limits.admit(client_ip, cfg.limits, refused);
+  if (!st.lease) {
     metrics.rejected[static_cast<std::size_t>(refused)].inc();
     obs::log().debug("connection from {} refused: {}", rec.client, policy::to_string(refused));
     co_return;  // closed at once: a flood costs us as little as possible
   }
+  st.account = true;
 
-  core::error_code ec;
-  core::reply_code reply = core::reply_code::succeeded;
-  bool replied = false;
-  relay::relay_result moved;
-  tcp::socket target(client.get_executor());
+  auto& ec = st.ec;
+  auto& reply = st.reply;
+  auto& replied = st.replied;
+  auto& moved = st.moved;
 
   // ---- handshake: protocol, authentication, request (under one deadline)
   handshake_result hs;
@@ -527,10 +548,9 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
   }
 
   // ---- per-user concurrency
-  policy::session_lease user_lease;
   if (!ec && hs.user != nullptr) {
-    user_lease = svc.shared.limits.admit_user(hs.user->name, cfg.limits, refused);
-    if (!user_lease) {
+    st.user_lease = svc.shared.limits.admit_user(hs.user->name, cfg.limits, refused);
+    if (!st.user_lease) {
       metrics.rejected[static_cast<std::size_t>(refused)].inc();
       ec = core::socks_errc::limit_reached;
     }
@@ -602,7 +622,7 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
 
   // ---- dial (under the connect deadline). Direct dials check every
   // resolved address against the ACL and dial only the allowed ones.
-  std::shared_ptr<routing::member_state> member;
+  auto& member = st.member;
   std::vector<std::uint8_t> early_down;
   if (!ec && hs.cmd == command::connect) {
     deadline.expires_after(cfg.timeouts.connect);
@@ -689,60 +709,65 @@ asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snap
     moved.bytes_down = n;
     early_down = {};
   }
-  buf.reset();  // an established tunnel holds no handshake memory
-  if (!ec && relays) {
-    relay::tcp_relay relay(client, target, cfg.relay, svc.pipes, svc.buffers);
-    const auto early = moved;
-    moved = co_await relay.async_run(asio::use_awaitable);
-    moved.bytes_up += early.bytes_up;
-    moved.bytes_down += early.bytes_down;
+  st.user = hs.user;
+  st.proto = hs.proto;
+  st.cmd = hs.cmd;
+  st.relays = !ec && relays;
+  if (!ec && hs.cmd == command::udp_associate) {
+    st.udp_reason = udp_done.result.reason;
   }
+}
 
-  // ---- account
-  if (member) {
-    member->session_ended();
+// Counters, pool bookkeeping and the access log line for a finished session.
+void account(session_state& st, const config::snapshot& snap, worker_services& svc,
+             clock::time_point started) {
+  auto& metrics = svc.metrics;
+  auto& rec = st.rec;
+  const auto& moved = st.moved;
+  if (st.member) {
+    st.member->session_ended();
   }
   metrics.bytes_up.inc(moved.bytes_up);
   metrics.bytes_down.inc(moved.bytes_down);
-  if (replied) {
-    metrics.count_reply(reply);
+  if (st.replied) {
+    metrics.count_reply(st.reply);
   }
-  rec.reply = replied ? (hs.proto == client_protocol::socks4 ? static_cast<int>(core::to_socks4_reply(reply))
-                                                            : static_cast<int>(reply))
-                      : -1;
-  if (!ec && hs.cmd == command::udp_associate) {
-    rec.result = udp_done.result.reason;
-  } else if (!ec && moved.reason == relay::end_reason::idle_timeout) {
+  rec.reply = st.replied ? (st.proto == client_protocol::socks4 ? static_cast<int>(core::to_socks4_reply(st.reply))
+                                                                : static_cast<int>(st.reply))
+                         : -1;
+  if (!st.ec && st.cmd == command::udp_associate) {
+    rec.result = st.udp_reason;
+  } else if (!st.ec && moved.reason == relay::end_reason::idle_timeout) {
     rec.result = "idle_timeout";
-  } else if (!ec && moved.reason == relay::end_reason::cancelled) {
+  } else if (!st.ec && moved.reason == relay::end_reason::cancelled) {
     rec.result = "cancelled";
   } else {
-    rec.result = outcome(ec);
+    rec.result = outcome(st.ec);
   }
   rec.bytes_up = moved.bytes_up;
   rec.bytes_down = moved.bytes_down;
   rec.duration = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
   metrics.session_duration.observe(rec.duration);
-  if (hs.user != nullptr) {
-    if (auto it = snap->user_counters.find(hs.user); it != snap->user_counters.end()) {
+  if (st.user != nullptr) {
+    if (auto it = snap.user_counters.find(st.user); it != snap.user_counters.end()) {
       it->second->sessions.inc();
       it->second->bytes_up.inc(moved.bytes_up);
       it->second->bytes_down.inc(moved.bytes_down);
     }
   }
-  if (cfg.log.access_log) {
+  if (snap.source.log.access_log) {
     obs::write_access(rec);
   }
 }
 
-asio::awaitable<void> run_forward(tcp::socket client, std::shared_ptr<const config::snapshot> snap,
-                                  worker_services& svc, std::uint64_t id, std::size_t forward_index) {
-  co_await asio::this_coro::throw_if_cancelled(false);
-  const auto started = clock::now();
+// A port_forward connection up to its relay: admission, ACL on the fixed
+// target, dial. No SOCKS: a refused target is a close.
+asio::awaitable<void> establish_forward(tcp::socket& client, tcp::socket& target,
+                                        const std::shared_ptr<const config::snapshot>& snap, worker_services& svc,
+                                        std::size_t forward_index, session_state& st) {
   const auto& cfg = snap->source;
   auto& metrics = svc.metrics;
-  obs::access_record rec;
-  rec.session = id;
+  auto& rec = st.rec;
   rec.proto = "forward";
   rec.command = "connect";
   core::ip::address client_ip;
@@ -761,13 +786,14 @@ asio::awaitable<void> run_forward(tcp::socket client, std::shared_ptr<const conf
   rec.route = fwd.r.name;
 
   policy::refusal refused = policy::refusal::none;
-  policy::session_lease lease = svc.shared.limits.admit(client_ip, cfg.limits, refused);
-  if (!lease) {
+  st.lease = svc.shared.limits.admit(client_ip, cfg.limits, refused);
+  if (!st.lease) {
     metrics.rejected[static_cast<std::size_t>(refused)].inc();
     co_return;
   }
+  st.account = true;
 
-  core::error_code ec;
+  auto& ec = st.ec;
   std::string host_name;
   policy::request_view view;
   view.client = client_ip;
@@ -784,8 +810,7 @@ asio::awaitable<void> run_forward(tcp::socket client, std::shared_ptr<const conf
     blocked_by = verdict.by;
   }
 
-  tcp::socket target(client.get_executor());
-  std::shared_ptr<routing::member_state> member;
+  auto& member = st.member;
   std::vector<std::uint8_t> early_down;
   if (!ec) {
     asio::steady_timer deadline(client.get_executor());
@@ -814,32 +839,54 @@ asio::awaitable<void> run_forward(tcp::socket client, std::shared_ptr<const conf
       c->inc();
     }
   }
-  relay::relay_result moved;
   if (!ec && !early_down.empty()) {
     auto [wec, n] = co_await asio::async_write(client, asio::buffer(early_down), nothrow);
     ec = wec;
-    moved.bytes_down = n;
+    st.moved.bytes_down = n;
   }
-  if (!ec) {
-    relay::tcp_relay relay(client, target, cfg.relay, svc.pipes, svc.buffers);
-    const auto early = moved;
-    moved = co_await relay.async_run(asio::use_awaitable);
-    moved.bytes_down += early.bytes_down;
+  st.relays = !ec;
+}
+
+// The session's own frame lives as long as the tunnel: it holds only the
+// sockets, the session_state and the relay; establishing runs in a frame of
+// its own that is freed before the relay starts.
+asio::awaitable<void> serve(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+                            std::uint64_t id, config::proxy_protocol_mode proxy_protocol, std::size_t forward_index) {
+  // Cancellation (server shutdown) is handled through error codes below,
+  // not by exceptions thrown at the next co_await.
+  co_await asio::this_coro::throw_if_cancelled(false);
+  const auto started = clock::now();
+  session_state st;
+  st.rec.session = id;
+  tcp::socket target(client.get_executor());
+  if (forward_index == no_forward) {
+    co_await establish(client, target, snap, svc, proxy_protocol, st);
+  } else {
+    co_await establish_forward(client, target, snap, svc, forward_index, st);
   }
-  // A plain TCP client gets no reply code: a refused target is a close.
-  if (member) {
-    member->session_ended();
+  if (!st.account) {
+    co_return;
   }
-  metrics.bytes_up.inc(moved.bytes_up);
-  metrics.bytes_down.inc(moved.bytes_down);
-  rec.result = !ec && moved.reason == relay::end_reason::idle_timeout ? std::string_view("idle_timeout") : outcome(ec);
-  rec.bytes_up = moved.bytes_up;
-  rec.bytes_down = moved.bytes_down;
-  rec.duration = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
-  metrics.session_duration.observe(rec.duration);
-  if (cfg.log.access_log) {
-    obs::write_access(rec);
+  if (st.relays) {
+    relay::tcp_relay relay(client, target, snap->source.relay, svc.pipes, svc.buffers, svc.idle);
+    const auto r = co_await relay.async_run(asio::use_awaitable);
+    st.moved.bytes_up += r.bytes_up;
+    st.moved.bytes_down += r.bytes_down;
+    st.moved.reason = r.reason;
   }
+  account(st, *snap, svc, started);
+}
+
+}  // namespace
+
+asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+                          std::uint64_t id, config::proxy_protocol_mode proxy_protocol) {
+  return serve(std::move(client), std::move(snap), svc, id, proxy_protocol, no_forward);
+}
+
+asio::awaitable<void> run_forward(tcp::socket client, std::shared_ptr<const config::snapshot> snap,
+                                  worker_services& svc, std::uint64_t id, std::size_t forward_index) {
+  return serve(std::move(client), std::move(snap), svc, id, config::proxy_protocol_mode::off, forward_index);
 }
 
 }  // namespace cs::session

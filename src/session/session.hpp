@@ -12,6 +12,7 @@
 #include "obs/metrics.hpp"
 #include "policy/limits.hpp"
 #include "relay/pools.hpp"
+#include "relay/tcp_relay.hpp"
 #include "upstream/resolver.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -40,6 +41,7 @@ struct worker_services {
   upstream::resolver& dns;
   relay::pipe_pool& pipes;
   relay::buffer_pool& buffers;
+  relay::idle_sweeper& idle;
   obs::worker_metrics& metrics;
   auth::verify_cache& auth_cache;
   shared_services& shared;

@@ -75,13 +75,14 @@ class RelayTest : public ::testing::TestWithParam<relay_mode> {
   asio::io_context io;
   cs::relay::pipe_pool pipes;
   cs::relay::buffer_pool buffers;
+  cs::relay::idle_sweeper idle{io.get_executor()};
   tcp::socket c{io}, rc{io}, rt{io}, t{io};
 };
 
 TEST_P(RelayTest, BytesBothWaysThenCleanClose) {
   const auto up = random_bytes(3 * 1024 * 1024 + 17, 1);
   const auto down = random_bytes(2 * 1024 * 1024 + 123, 2);
-  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
   relay_result result;
   bytevec at_target;
   bytevec at_client;
@@ -115,7 +116,7 @@ TEST_P(RelayTest, BytesBothWaysThenCleanClose) {
 }
 
 TEST_P(RelayTest, ClientHalfCloseTargetKeepsSending) {
-  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
   relay_result result;
   bool relay_done = false;
   const auto reply = random_bytes(512 * 1024, 3);
@@ -146,7 +147,7 @@ TEST_P(RelayTest, ClientHalfCloseTargetKeepsSending) {
 }
 
 TEST_P(RelayTest, TargetHalfCloseClientKeepsSending) {
-  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
   relay_result result;
   bool relay_done = false;
   const auto upload = random_bytes(700 * 1024 + 1, 4);
@@ -180,7 +181,7 @@ void reset_close(tcp::socket& s) {
 }
 
 TEST_P(RelayTest, ClientResetEndsBothDirections) {
-  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
   relay_result result;
   const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
     auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
@@ -203,7 +204,7 @@ TEST_P(RelayTest, ClientResetEndsBothDirections) {
 }
 
 TEST_P(RelayTest, TargetResetEndsBothDirections) {
-  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
   relay_result result;
   const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
     auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
@@ -224,7 +225,7 @@ TEST_P(RelayTest, TargetResetEndsBothDirections) {
 TEST_P(RelayTest, IdleTimeout) {
   auto o = options();
   o.idle_timeout = milliseconds(150);
-  tcp_relay relay(rc, rt, o, pipes, buffers);
+  tcp_relay relay(rc, rt, o, pipes, buffers, idle);
   relay_result result;
   const auto start = clock_type::now();
   clock_type::time_point end;
@@ -236,12 +237,46 @@ TEST_P(RelayTest, IdleTimeout) {
   EXPECT_EQ(result.reason, end_reason::idle_timeout) << reason_name(result.reason);
   EXPECT_FALSE(result.ec);
   EXPECT_GE(end - start, milliseconds(150));
+  EXPECT_LT(end - start, milliseconds(150 + 150 / 4 + 500)) << "ended long after a sweep tick";
+  EXPECT_EQ(idle.watched(), 0u) << "an ended relay is still watched";
+}
+
+TEST_P(RelayTest, OneSweeperEndsOnlyTheIdleTunnel) {
+  // Two tunnels on one sweeper with different timeouts: the short one ends
+  // by itself; the other is still open and carries data afterwards.
+  auto p1 = socket_pair(io);
+  auto p2 = socket_pair(io);
+  auto short_o = options();
+  short_o.idle_timeout = milliseconds(100);
+  auto long_o = options();
+  long_o.idle_timeout = std::chrono::hours(1);
+  tcp_relay r_short(rc, rt, short_o, pipes, buffers, idle);
+  tcp_relay r_long(p1.second, p2.first, long_o, pipes, buffers, idle);
+  relay_result short_result;
+  relay_result long_result;
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_short = [&]() -> asio::awaitable<void> { short_result = co_await r_short.async_run(asio::use_awaitable); };
+    auto run_long = [&]() -> asio::awaitable<void> { long_result = co_await r_long.async_run(asio::use_awaitable); };
+    auto script = [&]() -> asio::awaitable<void> {
+      co_await run_short();
+      EXPECT_EQ(short_result.reason, end_reason::idle_timeout);
+      EXPECT_EQ(idle.watched(), 1u);
+      co_await (write_all(p1.first, bytevec(100, 7)) && read_exactly(p2.second, 100));
+      p1.first.shutdown(tcp::socket::shutdown_send);
+      p2.second.shutdown(tcp::socket::shutdown_send);
+    };
+    co_await (run_long() && script());
+  }(), std::chrono::seconds(5));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(long_result.reason, end_reason::closed);
+  EXPECT_EQ(long_result.bytes_up, 100u);
+  EXPECT_EQ(idle.watched(), 0u);
 }
 
 TEST_P(RelayTest, TrafficPostponesIdleTimeout) {
   auto o = options();
   o.idle_timeout = milliseconds(500);
-  tcp_relay relay(rc, rt, o, pipes, buffers);
+  tcp_relay relay(rc, rt, o, pipes, buffers, idle);
   relay_result result;
   bool relay_done = false;
   clock_type::time_point last_byte;
@@ -275,7 +310,7 @@ TEST_P(RelayTest, TrafficPostponesIdleTimeout) {
 }
 
 TEST_P(RelayTest, CancellationEndsWithCancelled) {
-  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
   relay_result result;
   asio::cancellation_signal stop;
   const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
@@ -304,7 +339,7 @@ TEST_P(RelayTest, CancellationEndsWithCancelled) {
 TEST_P(RelayTest, BytesQueuedBeforeStartAreRelayed) {
   asio::write(c, asio::buffer(std::string("early")));
   asio::write(t, asio::buffer(std::string("late")));
-  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
   relay_result result;
   const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
     auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
@@ -330,7 +365,7 @@ TEST_P(RelayTest, TinyChunksAndBurstOfOne) {
   o.burst = 1;
   const auto up = random_bytes(50'000, 5);
   const auto down = random_bytes(40'001, 6);
-  tcp_relay relay(rc, rt, o, pipes, buffers);
+  tcp_relay relay(rc, rt, o, pipes, buffers, idle);
   relay_result result;
   bytevec at_t;
   bytevec at_c;
@@ -358,7 +393,7 @@ TEST_P(RelayTest, SlowReaderBackpressure) {
   // The target does not read for a while: the relay's writes hit EAGAIN and
   // must resume on writability without losing or reordering bytes.
   const auto up = random_bytes(8 * 1024 * 1024, 7);
-  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
   relay_result result;
   bytevec at_t;
   const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
@@ -380,7 +415,7 @@ TEST_P(RelayTest, SlowReaderBackpressure) {
 }
 
 TEST_P(RelayTest, IdleTunnelHoldsNoPipeOrBuffer) {
-  tcp_relay relay(rc, rt, options(), pipes, buffers);
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
   relay_result result;
   const auto up = random_bytes(300'000, 8);
   const auto down = random_bytes(200'000, 9);
@@ -419,8 +454,8 @@ TEST_P(RelayTest, TwoIdleTunnelsShareNothing) {
   tcp::socket& rc2 = p1.second;
   tcp::socket& rt2 = p2.first;
   tcp::socket& t2 = p2.second;
-  tcp_relay r1(rc, rt, options(), pipes, buffers);
-  tcp_relay r2(rc2, rt2, options(), pipes, buffers);
+  tcp_relay r1(rc, rt, options(), pipes, buffers, idle);
+  tcp_relay r2(rc2, rt2, options(), pipes, buffers, idle);
   const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
     auto run1 = [&]() -> asio::awaitable<void> { co_await r1.async_run(asio::use_awaitable); };
     auto run2 = [&]() -> asio::awaitable<void> { co_await r2.async_run(asio::use_awaitable); };
