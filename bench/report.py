@@ -184,7 +184,8 @@ def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list):
         f"{meta['date']} · commit `{meta['commit']}` · {meta['cpus']} CPUs ({meta['cpu_model']}) · "
         f"kernel {meta['kernel']} · loopback",
         "",
-        f"W={meta['workers']} workers (generator threads too) · {meta['duration_s']} s measured after "
+        f"W={meta['workers']} workers · {meta.get('generator_threads', meta['workers'])} generator threads · "
+        f"{meta.get('pinning', 'not pinned')} · {meta['duration_s']} s measured after "
         f"{meta['warmup_s']} s warm-up · {meta['clients']} session clients · {meta['pings']} pings · "
         f"median of {meta['reps']} run(s) per cell, servers alternating"
         + (" · **quick mode**" if meta.get("quick") else ""),

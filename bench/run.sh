@@ -5,7 +5,7 @@
 # usage: bench/run.sh [--quick] [--reps N] [--duration S] [--workers W]
 #                     [--servers "direct cleversocks dante microsocks"]
 #                     [--cases "idle latency ..."] [--no-install]
-#                     [--micro-only | --no-micro]
+#                     [--micro-only | --no-micro] [--no-pin]
 # Every flag has a BENCH_* environment twin (listed below). After the side-by-
 # side runs come the micro-benchmarks (bench/micro, Google Benchmark).
 set -euo pipefail
@@ -14,7 +14,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 # ---------------------------------------------------------------- settings --
-WORKERS=${BENCH_WORKERS:-$(nproc)}        # proxy workers = generator threads
+# CPU pinning (default on with 2+ CPUs): the server under test runs on the
+# last SERVER_CPUS CPUs, the generator and the target on the others, so
+# every server gets the same cores however many threads it starts (without
+# it, a thread-per-connection server wins CPU share from the generator, not
+# sessions from its design). Off: everything shares every CPU.
+PIN=${BENCH_PIN:-1}
+NCPU=$(nproc)
+SERVER_CPUS=${BENCH_SERVER_CPUS:-$(( NCPU >= 2 ? NCPU / 2 : 1 ))}
+WORKERS=${BENCH_WORKERS:-}               # proxy workers (default: its CPUs)
+GEN_THREADS=${BENCH_GEN_THREADS:-}       # generator / target threads (default: theirs)
 DURATION=${BENCH_DURATION:-3}             # measured seconds per throughput/sessions run
 WARMUP=${BENCH_WARMUP:-1}                 # unmeasured seconds before that
 REPS=${BENCH_REPS:-3}                     # runs per cell; the table shows medians
@@ -50,6 +59,7 @@ while [[ $# -gt 0 ]]; do
     --reps) REPS=${2:?--reps needs a value}; shift ;;
     --duration) DURATION=${2:?--duration needs a value}; shift ;;
     --workers) WORKERS=${2:?--workers needs a value}; shift ;;
+    --no-pin) PIN=0 ;;
     --servers) SERVERS=${2:?--servers needs a value}; shift ;;
     --cases) CASES=${2:?--cases needs a value}; shift ;;
     --no-install) INSTALL=0 ;;
@@ -60,6 +70,24 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
+
+if ((PIN && NCPU >= 2)); then
+  ((SERVER_CPUS >= 1 && SERVER_CPUS < NCPU)) || { echo "run.sh: BENCH_SERVER_CPUS must be 1..$((NCPU - 1))" >&2; exit 2; }
+  SERVER_SET="$((NCPU - SERVER_CPUS))-$((NCPU - 1))"
+  GEN_SET="0-$((NCPU - SERVER_CPUS - 1))"
+  WORKERS=${WORKERS:-$SERVER_CPUS}
+  GEN_THREADS=${GEN_THREADS:-$((NCPU - SERVER_CPUS))}
+  ON_SERVER=(taskset -c "$SERVER_SET")
+  ON_GEN=(taskset -c "$GEN_SET")
+  PINNING="servers on CPUs $SERVER_SET, generator and target on CPUs $GEN_SET"
+else
+  PIN=0
+  WORKERS=${WORKERS:-$NCPU}
+  GEN_THREADS=${GEN_THREADS:-$WORKERS}
+  ON_SERVER=()
+  ON_GEN=()
+  PINNING="not pinned"
+fi
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "run.sh: $*"; exit 1; }
@@ -104,15 +132,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# spawn NAME CMD...: start CMD in the background, logging to $WORK/NAME.log;
-# sets SPAWNED_PID.
+# spawn NAME CMD...: start CMD in the background (on the servers' CPUs, or
+# the generator's for NAME=target), logging to $WORK/NAME.log; sets
+# SPAWNED_PID.
 spawn() {
-  local name=$1
+  local name=$1 on=("${ON_SERVER[@]}")
   shift
+  [[ $name == target ]] && on=("${ON_GEN[@]}")
   # Truncate here, not in the child's redirection: that runs after the fork,
   # and meanwhile the caller could read the previous instance's output.
   : >"$WORK/$name.log"
-  setsid "$@" >>"$WORK/$name.log" 2>&1 &
+  setsid "${on[@]}" "$@" >>"$WORK/$name.log" 2>&1 &
   SPAWNED_PID=$!
   STARTED+=("$SPAWNED_PID")
 }
@@ -236,7 +266,7 @@ peer_microsocks() {
 # *_PORT variables.
 start_target() {
   local i ports=""
-  spawn target "$BUILD_DIR/target_server" -t "$WORKERS"
+  spawn target "$BUILD_DIR/target_server" -t "$GEN_THREADS"
   TARGET_PID=$SPAWNED_PID
   for ((i = 0; i < 200; i++)); do
     ports=$(grep -m 1 '^{' "$WORK/target.log" 2>/dev/null || true)
@@ -306,7 +336,7 @@ run_case() {
   read -ra args <<<"$(case_args "$case")"
   rc=0
   out=$(timeout --foreground -k 5 "$(case_time_limit "$case")" \
-    "$LOADGEN" "${args[@]}" "${via[@]}" -t "$WORKERS" 2>"$WORK/loadgen.err") || rc=$?
+    "${ON_GEN[@]}" "$LOADGEN" "${args[@]}" "${via[@]}" -t "$GEN_THREADS" 2>"$WORK/loadgen.err") || rc=$?
   if [[ -n $pid ]]; then
     if ! alive "$pid"; then
       died=true
@@ -365,6 +395,7 @@ write_meta() {
   cat >"$1" <<EOF
 {"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "commit": "$commit", "cpus": $(nproc),
  "cpu_model": "${cpu_model//\"/}", "kernel": "$(uname -r)", "workers": $WORKERS,
+ "generator_threads": $GEN_THREADS, "pinning": "$PINNING",
  "duration_s": $DURATION, "warmup_s": $WARMUP, "reps": $REPS, "clients": $CLIENTS,
  "pings": $PINGS, "idle_levels": [$IDLE_LEVELS], "loadavg_before": $LOADAVG,
  "cases": [$(printf '"%s",' "${CASE_LIST[@]}" | sed 's/,$//')],
@@ -448,7 +479,7 @@ for s in $SERVERS; do
   printf '%s\t%s\t%s\t%s\n' "$s" "$("peer_$s" label)" "$status" "$a" >>"$SERVERS_TSV"
 done
 
-log "servers: ${RUN[*]}; W=$WORKERS; $REPS rep(s); ${DURATION}s measured + ${WARMUP}s warm-up"
+log "servers: ${RUN[*]}; W=$WORKERS; $PINNING; $REPS rep(s); ${DURATION}s measured + ${WARMUP}s warm-up"
 started=$SECONDS
 # Servers alternate within each measurement, so drift over the run (thermal,
 # noisy neighbours) spreads over all of them.

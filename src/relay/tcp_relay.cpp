@@ -107,6 +107,10 @@ void tcp_relay::start(asio::any_completion_handler<relay_signature> handler) {
   }
 }
 
+std::size_t tcp_relay::read_size() const noexcept {
+  return options_.mode == relay_mode::splice ? options_.chunk : std::min(options_.chunk, buffers_.buffer_size());
+}
+
 long tcp_relay::read_in(direction& d, core::error_code& ec) {
   const int fd = d.from->native_handle();
   long n = -1;
@@ -117,12 +121,12 @@ long tcp_relay::read_in(direction& d, core::error_code& ec) {
         return -1;
       }
     }
-    n = ::splice(fd, nullptr, d.pipe.write_fd, nullptr, options_.chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    n = ::splice(fd, nullptr, d.pipe.write_fd, nullptr, read_size(), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   } else {
     if (!d.buf) {
       d.buf = buffers_.acquire();
     }
-    n = ::recv(fd, d.buf.get(), std::min(options_.chunk, buffers_.buffer_size()), 0);
+    n = ::recv(fd, d.buf.get(), read_size(), 0);
     d.offset = 0;
   }
   if (n < 0) {
@@ -154,6 +158,11 @@ void tcp_relay::pump(direction& d) {
   if (stopping_ || d.done) {
     return;
   }
+  // A read that returned less than it asked for has (almost surely) emptied
+  // the socket: once its bytes are written, wait instead of reading again
+  // only to get EAGAIN. The wait re-arms the descriptor (EPOLL_CTL_MOD),
+  // which reports data that arrived in between, so nothing is missed.
+  bool drained = false;
   for (int i = 0; i < options_.burst; ++i) {
     core::error_code ec;
     if (d.pending > 0) {
@@ -166,12 +175,18 @@ void tcp_relay::pump(direction& d) {
         return;
       }
       last_activity_ = clock::now();
+      if (d.pending == 0 && drained) {
+        release(d);
+        wait(d, false);
+        return;
+      }
       continue;
     }
     const long n = read_in(d, ec);
     if (n > 0) {
       d.bytes += static_cast<std::uint64_t>(n);
       d.pending = static_cast<std::size_t>(n);
+      drained = d.pending < read_size();
       continue;
     }
     if (n == 0) {

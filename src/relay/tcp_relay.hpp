@@ -139,6 +139,7 @@ class tcp_relay : public idle_link {
   void op_done();
   friend class idle_sweeper;
 
+  std::size_t read_size() const noexcept;  // bytes one read asks for
   // Transfer primitives: bytes moved, 0 at EOF, -1 with errno set.
   long read_in(direction& d, core::error_code& ec);
   long write_out(direction& d, core::error_code& ec);
