@@ -524,7 +524,7 @@ class yaml_reader {
     for (auto it = node.begin(); it != node.end(); ++it) {
       const std::string key = it->first.as<std::string>("");
       const std::string path = join(prefix, key);
-      const YAML::Node& value = it->second;
+      const YAML::Node value = it->second;  // a copy: it-> returns a proxy that dies here
       if (std::find(valid.begin(), valid.end(), key) == valid.end()) {
         std::string msg = "unknown key";
         if (auto hint = did_you_mean(key, valid); !hint.empty()) {
