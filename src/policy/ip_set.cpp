@@ -128,8 +128,8 @@ bool ip_set::contains(const core::ip::address& raw) const noexcept {
   return lookup(v6_, to_u128(a.to_v6()));
 }
 
-std::vector<core::ip::address_v4> embedded_v4(const core::ip::address_v6& a) {
-  std::vector<core::ip::address_v4> out;
+embedded_v4_list embedded_v4(const core::ip::address_v6& a) {
+  embedded_v4_list out;
   const u128 v = to_u128(a);
   const auto low32 = static_cast<std::uint32_t>(v & 0xFFFFFFFFu);
   const auto top96 = v >> 32;

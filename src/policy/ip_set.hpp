@@ -8,6 +8,8 @@
 
 #include "core/address.hpp"
 
+#include <boost/container/static_vector.hpp>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -55,7 +57,10 @@ class ip_set {
 /// (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96 and 64:ff9b:1::/48,
 /// 6to4 2002::/16, Teredo 2001::/32 server and client, ISATAP). An address
 /// reached through one of these forms may really be the IPv4 host, so
-/// blocks on IPv4 ranges must apply to them too. Returns up to 2 addresses.
-std::vector<core::ip::address_v4> embedded_v4(const core::ip::address_v6& a);
+/// blocks on IPv4 ranges must apply to them too. Returns up to 3 addresses
+/// (a NAT64 /48 reading twice, plus an ISATAP identifier), without
+/// allocating: it runs on every IPv6 ACL check.
+using embedded_v4_list = boost::container::static_vector<core::ip::address_v4, 3>;
+embedded_v4_list embedded_v4(const core::ip::address_v6& a);
 
 }  // namespace cs::policy
