@@ -4,6 +4,7 @@
 #   make run       install, build (release) and run with the embedded defaults
 #   make test      install, build and run every test: release, ASan+UBSan, TSan
 #   make bench     side-by-side benchmark against Dante and microsocks
+#   make bench-micro  Google Benchmark micro-benchmarks only (ns per operation)
 #   make fuzz      run every libFuzzer target (FUZZ_SECONDS each)
 #   make package   build the Debian package (CPack) in build/package
 
@@ -18,7 +19,7 @@ ASAN_DIR    := $(BUILD)/asan
 TSAN_DIR    := $(BUILD)/tsan
 PACKAGE_DIR := $(BUILD)/package
 
-.PHONY: all deps deps-test build run test test-release test-asan test-tsan unit bench fuzz package clean format
+.PHONY: all deps deps-test build run test test-release test-asan test-tsan unit bench bench-micro fuzz package clean format
 
 all: build
 
@@ -87,6 +88,9 @@ package: $(PACKAGE_DIR)/build.ninja
 
 bench: build
 	bench/run.sh
+
+bench-micro:
+	bench/run.sh --micro-only
 
 fuzz:
 	fuzz/run.sh all $(FUZZ_SECONDS)
