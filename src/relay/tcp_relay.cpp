@@ -1,6 +1,7 @@
 #include "relay/tcp_relay.hpp"
 
 #include <boost/asio/append.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -214,7 +215,7 @@ void tcp_relay::wait(direction& d, bool for_write) {
   ++outstanding_;
   tcp::socket& s = for_write ? *d.to : *d.from;
   s.async_wait(for_write ? tcp::socket::wait_write : tcp::socket::wait_read,
-               [this, &d](core::error_code ec) {
+               asio::bind_allocator(op_allocator<void>(d.op), [this, &d](core::error_code ec) {
                  --outstanding_;
                  if (ec) {
                    stop(end_reason::error, ec);  // no-op when already stopping
@@ -222,7 +223,7 @@ void tcp_relay::wait(direction& d, bool for_write) {
                    pump(d);
                  }
                  op_done();
-               });
+               }));
 }
 
 void tcp_relay::finish_direction(direction& d) {

@@ -59,6 +59,60 @@ using relay_signature = void(relay_result);
 
 class tcp_relay;
 
+/// Room for the one asynchronous operation a relay direction has pending at
+/// a time (its readiness wait), so a running relay allocates nothing: asio
+/// allocates each operation through the handler's associated allocator.
+/// An operation larger than the room, or a second one while the room is in
+/// use, falls back to the heap.
+class op_storage {
+ public:
+  static constexpr std::size_t capacity = 224;  // a reactive wait op with this handler: 208 B (Boost 1.81, x86-64)
+
+  op_storage() = default;
+  op_storage(const op_storage&) = delete;
+  op_storage& operator=(const op_storage&) = delete;
+
+  void* allocate(std::size_t n) {
+    if (!used_ && n <= capacity) {
+      used_ = true;
+      return room_;
+    }
+    ++heap_fallbacks_;
+    return ::operator new(n);
+  }
+  void deallocate(void* p) noexcept {
+    if (p == static_cast<void*>(room_)) {
+      used_ = false;
+    } else {
+      ::operator delete(p);
+    }
+  }
+  /// Operations that did not fit (tests check the steady state has none).
+  std::uint64_t heap_fallbacks() const noexcept { return heap_fallbacks_; }
+
+ private:
+  alignas(std::max_align_t) unsigned char room_[capacity];
+  bool used_ = false;
+  std::uint64_t heap_fallbacks_ = 0;
+};
+
+/// The allocator handed to asio with a direction's handlers.
+template <typename T>
+class op_allocator {
+ public:
+  using value_type = T;
+  explicit op_allocator(op_storage& s) noexcept : s_(&s) {}
+  template <typename U>
+  op_allocator(const op_allocator<U>& o) noexcept : s_(o.storage()) {}  // NOLINT: rebinding is implicit
+  T* allocate(std::size_t n) { return static_cast<T*>(s_->allocate(sizeof(T) * n)); }
+  void deallocate(T* p, std::size_t) noexcept { s_->deallocate(p); }
+  op_storage* storage() const noexcept { return s_; }
+  friend bool operator==(const op_allocator& a, const op_allocator& b) noexcept { return a.s_ == b.s_; }
+
+ private:
+  op_storage* s_;
+};
+
 /// The link a relay is watched by (a base of tcp_relay; it unlinks itself
 /// when the relay is destroyed).
 struct idle_link
@@ -113,9 +167,18 @@ class tcp_relay : public idle_link {
         token);
   }
 
+  /// Ends a running relay as if its operation had been cancelled
+  /// (end_reason::cancelled); the completion is delivered as usual. No-op
+  /// once it is ending.
+  void cancel() noexcept { stop(end_reason::cancelled, boost::asio::error::operation_aborted); }
+
   /// Bytes moved so far (readable while running, e.g. for periodic metrics).
   std::uint64_t bytes_up() const noexcept { return dirs_[0].bytes; }
   std::uint64_t bytes_down() const noexcept { return dirs_[1].bytes; }
+  /// Waits that did not fit the per-direction operation storage.
+  std::uint64_t heap_fallbacks() const noexcept {
+    return dirs_[0].op.heap_fallbacks() + dirs_[1].op.heap_fallbacks();
+  }
 
  private:
   struct direction {
@@ -127,6 +190,7 @@ class tcp_relay : public idle_link {
     std::size_t offset = 0;                // copy mode: write position in buf
     std::uint64_t bytes = 0;
     bool done = false;
+    op_storage op;  // its pending wait
   };
 
   void start(boost::asio::any_completion_handler<relay_signature> handler);

@@ -36,7 +36,7 @@ worker::worker(unsigned id, std::shared_ptr<const config::snapshot> snap, sessio
     : id_(id), on_drained_(std::move(on_drained)), snap_(std::move(snap)),
       buffers_(snap_->source.relay.chunk),
       dns_(std::make_unique<upstream::resolver>(io_.get_executor(), snap_->source.dns)),
-      services_{id_, *dns_, pipes_, buffers_, idle_, metrics_, auth_cache_, shared, udp_buffer_},
+      services_{id_, *dns_, pipes_, buffers_, idle_, tunnels_, metrics_, auth_cache_, shared, udp_buffer_},
       work_(io_.get_executor()) {}
 
 worker::~worker() {
@@ -152,7 +152,7 @@ void worker::spawn_session(tcp::socket sock, const listener& l) {
   auto body = l.forward == SIZE_MAX ? session::run(std::move(sock), snap_, services_, id, l.proxy_protocol)
                                     : session::run_forward(std::move(sock), snap_, services_, id, l.forward);
   asio::co_spawn(io_, std::move(body),
-                 asio::bind_cancellation_slot(it->slot(), [this, it, id](std::exception_ptr e) {
+                 asio::bind_cancellation_slot(it->slot(), [this, it, id](std::exception_ptr e, bool handed_off) {
                    if (e) {
                      metrics_.session_exceptions.inc();
                      try {
@@ -163,12 +163,18 @@ void worker::spawn_session(tcp::socket sock, const listener& l) {
                        obs::log().error("session {} ended by an unexpected exception", id);
                      }
                    }
-                   session_ended(it);
+                   session_ended(it, !e && handed_off);
                  }));
 }
 
-void worker::session_ended(std::list<asio::cancellation_signal>::iterator it) {
+void worker::session_ended(std::list<asio::cancellation_signal>::iterator it, bool handed_off) {
   sessions_.erase(it);
+  if (!handed_off) {
+    finished();  // else the tunnel reports its own end
+  }
+}
+
+void worker::finished() {
   metrics_.sessions_active.sub();
   if (active_.fetch_sub(1, std::memory_order_relaxed) == 1 && draining_ && on_drained_) {
     on_drained_();
@@ -193,6 +199,7 @@ void worker::cancel_sessions() {
     for (auto& sig : sessions_) {
       sig.emit(asio::cancellation_type::terminal);
     }
+    tunnels_.cancel_all();
   });
 }
 

@@ -67,7 +67,8 @@ class worker {
   tcp::endpoint bind_listener(std::unique_ptr<listener> li, const tcp::endpoint& ep, int backlog);
   boost::asio::awaitable<void> accept_loop(listener& l);
   void spawn_session(tcp::socket sock, const listener& l);
-  void session_ended(std::list<boost::asio::cancellation_signal>::iterator it);
+  void session_ended(std::list<boost::asio::cancellation_signal>::iterator it, bool handed_off);
+  void finished();  ///< a session (coroutine or tunnel) is over
 
   const unsigned id_;
   std::function<void()> on_drained_;
@@ -81,12 +82,15 @@ class worker {
   // After io_ (its timer needs the loop); relays that outlive it find their
   // hooks unlinked by the list's destructor.
   relay::idle_sweeper idle_{io_.get_executor()};
+  // Sessions past their handshake (declared after io_ and idle_: tunnels
+  // still open at destruction close their sockets on a live loop).
+  session::tunnel_set tunnels_{[this] { finished(); }};
   std::unique_ptr<upstream::resolver> dns_;
   auth::verify_cache auth_cache_;
   std::vector<std::uint8_t> udp_buffer_ = std::vector<std::uint8_t>(65536 + 512);
   session::worker_services services_;
   std::vector<std::unique_ptr<listener>> listeners_;
-  std::list<boost::asio::cancellation_signal> sessions_;  // one per live session
+  std::list<boost::asio::cancellation_signal> sessions_;  // one per session coroutine
   std::atomic<std::size_t> active_{0};
   bool draining_ = false;  // loop thread only
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;

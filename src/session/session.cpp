@@ -847,10 +847,48 @@ asio::awaitable<void> establish_forward(tcp::socket& client, tcp::socket& target
   st.relays = !ec;
 }
 
-// The session's own frame lives as long as the tunnel: it holds only the
-// sockets, the session_state and the relay; establishing runs in a frame of
-// its own that is freed before the relay starts.
-asio::awaitable<void> serve(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+// An open tunnel: the two sockets, the relay between them and what the
+// session accounts at its end. Allocated when the coroutine hands over, on
+// its worker's tunnel_set, freed by itself when the relay ends.
+class tunnel final : public tunnel_link {
+ public:
+  tunnel(tcp::socket client, tcp::socket target, std::shared_ptr<const config::snapshot> snap,
+         worker_services& svc, session_state st, clock::time_point started)
+      : client_(std::move(client)), target_(std::move(target)), snap_(std::move(snap)), svc_(svc),
+        st_(std::move(st)), started_(started),
+        relay_(client_, target_, snap_->source.relay, svc.pipes, svc.buffers, svc.idle) {}
+
+  void start() {
+    relay_.async_run([this](relay::relay_result r) { finish(r); });
+    svc_.tunnels.add(*this);
+  }
+
+  void cancel() noexcept override { relay_.cancel(); }
+
+ private:
+  void finish(const relay::relay_result& r) {
+    st_.moved.bytes_up += r.bytes_up;
+    st_.moved.bytes_down += r.bytes_down;
+    st_.moved.reason = r.reason;
+    account(st_, *snap_, svc_, started_);
+    auto& set = svc_.tunnels;
+    delete this;  // unlinks itself from the set; the relay completed, nothing refers to it
+    set.ended();
+  }
+
+  tcp::socket client_;
+  tcp::socket target_;
+  std::shared_ptr<const config::snapshot> snap_;
+  worker_services& svc_;
+  session_state st_;
+  clock::time_point started_;
+  relay::tcp_relay relay_;
+};
+
+// A session up to its tunnel: establishing runs in a frame of its own; if a
+// tunnel follows, the sockets and the session_state move to a `tunnel` and
+// this coroutine (with co_spawn's state around it) ends.
+asio::awaitable<bool> serve(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
                             std::uint64_t id, config::proxy_protocol_mode proxy_protocol, std::size_t forward_index) {
   // Cancellation (server shutdown) is handled through error codes below,
   // not by exceptions thrown at the next co_await.
@@ -865,28 +903,44 @@ asio::awaitable<void> serve(tcp::socket client, std::shared_ptr<const config::sn
     co_await establish_forward(client, target, snap, svc, forward_index, st);
   }
   if (!st.account) {
-    co_return;
+    co_return false;
   }
   if (st.relays) {
-    relay::tcp_relay relay(client, target, snap->source.relay, svc.pipes, svc.buffers, svc.idle);
-    const auto r = co_await relay.async_run(asio::use_awaitable);
-    st.moved.bytes_up += r.bytes_up;
-    st.moved.bytes_down += r.bytes_down;
-    st.moved.reason = r.reason;
+    auto t = std::make_unique<tunnel>(std::move(client), std::move(target), std::move(snap), svc, std::move(st),
+                                      started);
+    t->start();
+    t.release();  // owned by svc.tunnels from here on
+    co_return true;
   }
   account(st, *snap, svc, started);
+  co_return false;
 }
 
 }  // namespace
 
-asio::awaitable<void> run(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+asio::awaitable<bool> run(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
                           std::uint64_t id, config::proxy_protocol_mode proxy_protocol) {
   return serve(std::move(client), std::move(snap), svc, id, proxy_protocol, no_forward);
 }
 
-asio::awaitable<void> run_forward(tcp::socket client, std::shared_ptr<const config::snapshot> snap,
+asio::awaitable<bool> run_forward(tcp::socket client, std::shared_ptr<const config::snapshot> snap,
                                   worker_services& svc, std::uint64_t id, std::size_t forward_index) {
   return serve(std::move(client), std::move(snap), svc, id, config::proxy_protocol_mode::off, forward_index);
+}
+
+tunnel_set::~tunnel_set() {
+  // Only after a loop stopped with tunnels open: free them (closing their
+  // sockets) while the io_context still exists; no accounting.
+  on_ended_ = nullptr;
+  while (!tunnels_.empty()) {
+    delete &tunnels_.front();
+  }
+}
+
+void tunnel_set::cancel_all() noexcept {
+  for (auto& t : tunnels_) {
+    t.cancel();  // completions are posted: no tunnel leaves the list during this loop
+  }
 }
 
 }  // namespace cs::session

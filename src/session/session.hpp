@@ -18,9 +18,11 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/intrusive/list.hpp>
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace cs::session {
@@ -34,6 +36,50 @@ struct shared_services {
   static constexpr int max_hashing = 64;
 };
 
+/// An established tunnel that outlives the coroutine which opened it: once
+/// the handshake, the decision and the dial are done, the coroutine hands
+/// the two sockets and the session's accounting to one plain object and
+/// ends, so an idle tunnel keeps no coroutine frame, no co_spawn state and
+/// no cancellation state (see docs/architecture.md, "Tunnel memory").
+class tunnel_link
+    : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+ public:
+  tunnel_link() = default;
+  tunnel_link(const tunnel_link&) = delete;
+  tunnel_link& operator=(const tunnel_link&) = delete;
+  virtual ~tunnel_link() = default;
+  /// Ends the tunnel soon (server shutdown); it accounts and frees itself.
+  virtual void cancel() noexcept = 0;
+};
+
+/// The open tunnels of one worker (loop thread only). Owns them: a tunnel
+/// frees itself when its relay ends; whatever is left when the set is
+/// destroyed (a loop stopped without draining) is freed then, without
+/// accounting. Destroy it while the worker's io_context still exists.
+class tunnel_set {
+ public:
+  /// `on_ended` runs (on the loop) after each tunnel has ended and been freed.
+  explicit tunnel_set(std::function<void()> on_ended) : on_ended_(std::move(on_ended)) {}
+  ~tunnel_set();
+  tunnel_set(const tunnel_set&) = delete;
+  tunnel_set& operator=(const tunnel_set&) = delete;
+
+  bool empty() const noexcept { return tunnels_.empty(); }
+  void cancel_all() noexcept;
+
+  // For tunnels: register a new one; report that one was freed.
+  void add(tunnel_link& t) noexcept { tunnels_.push_back(t); }
+  void ended() {
+    if (on_ended_) {
+      on_ended_();
+    }
+  }
+
+ private:
+  boost::intrusive::list<tunnel_link, boost::intrusive::constant_time_size<false>> tunnels_;
+  std::function<void()> on_ended_;
+};
+
 /// Long-lived per-worker services a session borrows. Owned by server/ and
 /// outliving every session on that worker.
 struct worker_services {
@@ -42,23 +88,26 @@ struct worker_services {
   relay::pipe_pool& pipes;
   relay::buffer_pool& buffers;
   relay::idle_sweeper& idle;
+  tunnel_set& tunnels;
   obs::worker_metrics& metrics;
   auth::verify_cache& auth_cache;
   shared_services& shared;
   std::vector<std::uint8_t>& udp_buffer;  ///< scratch for one datagram at a time (64 KiB + header)
 };
 
-/// Runs a session to completion on the calling worker's loop. Never throws
+/// Runs a session on the calling worker's loop up to its tunnel. Never throws
 /// for network or protocol events; honours cancellation (server shutdown).
+/// Returns true when the session went on as a tunnel in `svc.tunnels`
+/// (which reports its end), false when it ended here.
 /// `proxy_protocol`: the listener expects a PROXY header before SOCKS.
-boost::asio::awaitable<void> run(boost::asio::ip::tcp::socket client,
+boost::asio::awaitable<bool> run(boost::asio::ip::tcp::socket client,
                                  std::shared_ptr<const config::snapshot> snap, worker_services& svc,
                                  std::uint64_t id, config::proxy_protocol_mode proxy_protocol);
 
 /// A plain TCP connection on a `port_forward` listener: relayed to the
 /// entry's fixed target, through its upstream/chain/pool if any (seeds/004,
 /// "PPP → DCS"). The ACL applies to the target as for SOCKS clients.
-boost::asio::awaitable<void> run_forward(boost::asio::ip::tcp::socket client,
+boost::asio::awaitable<bool> run_forward(boost::asio::ip::tcp::socket client,
                                          std::shared_ptr<const config::snapshot> snap, worker_services& svc,
                                          std::uint64_t id, std::size_t forward_index);
 

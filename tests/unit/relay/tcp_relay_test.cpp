@@ -111,6 +111,7 @@ TEST_P(RelayTest, BytesBothWaysThenCleanClose) {
   EXPECT_TRUE(at_target == up) << "upstream bytes differ (" << at_target.size() << " vs " << up.size() << ")";
   EXPECT_TRUE(at_client == down) << "downstream bytes differ (" << at_client.size() << " vs " << down.size() << ")";
   expect_nothing_held();
+  EXPECT_EQ(relay.heap_fallbacks(), 0u) << "a wait did not fit the direction's operation storage";
   EXPECT_TRUE(rc.is_open()) << "the relay leaves the sockets to the caller";
   EXPECT_TRUE(rt.is_open());
 }
@@ -336,6 +337,34 @@ TEST_P(RelayTest, CancellationEndsWithCancelled) {
   expect_nothing_held();
 }
 
+TEST_P(RelayTest, CancelMethodEndsWithCancelled) {
+  // What a worker does to its tunnels at shutdown: no cancellation slot,
+  // a direct call; the completion still arrives once, posted.
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
+  relay_result result;
+  int completions = 0;
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> {
+      result = co_await relay.async_run(asio::use_awaitable);
+      ++completions;
+    };
+    auto script = [&]() -> asio::awaitable<void> {
+      EXPECT_FALSE(co_await write_all(c, bytevec(500, 'a')));
+      EXPECT_EQ((co_await read_exactly(t, 500)).size(), 500u);
+      relay.cancel();
+      relay.cancel();  // a second call is a no-op
+    };
+    co_await (run_relay() && script());
+  }());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(completions, 1);
+  EXPECT_EQ(result.reason, end_reason::cancelled) << reason_name(result.reason);
+  EXPECT_EQ(result.ec, asio::error::operation_aborted);
+  EXPECT_EQ(result.bytes_up, 500u);
+  EXPECT_EQ(relay.heap_fallbacks(), 0u);
+  expect_nothing_held();
+}
+
 TEST_P(RelayTest, BytesQueuedBeforeStartAreRelayed) {
   asio::write(c, asio::buffer(std::string("early")));
   asio::write(t, asio::buffer(std::string("late")));
@@ -412,6 +441,7 @@ TEST_P(RelayTest, SlowReaderBackpressure) {
   EXPECT_EQ(result.reason, end_reason::closed);
   EXPECT_EQ(result.bytes_up, up.size());
   EXPECT_TRUE(at_t == up) << at_t.size();
+  EXPECT_EQ(relay.heap_fallbacks(), 0u) << "a write wait did not fit the direction's operation storage";
 }
 
 TEST_P(RelayTest, IdleTunnelHoldsNoPipeOrBuffer) {
