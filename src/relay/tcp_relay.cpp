@@ -83,10 +83,14 @@ void tcp_relay::start(asio::any_completion_handler<relay_signature> handler) {
       stop(end_reason::cancelled, asio::error::operation_aborted);
     });
   }
+  // splice/recv/send below need O_NONBLOCK on the descriptors. Asio has
+  // usually set it already (for the handshake's reads and the connect), and
+  // says so without a syscall; only ask for it when it has not.
   core::error_code ec;
-  client_.native_non_blocking(true, ec);
-  if (!ec) {
-    target_.native_non_blocking(true, ec);
+  for (tcp::socket* s : {&client_, &target_}) {
+    if (!ec && !s->native_non_blocking()) {
+      s->native_non_blocking(true, ec);
+    }
   }
   last_activity_ = clock::now();
   if (options_.idle_timeout.count() > 0) {
