@@ -5,7 +5,7 @@
 # usage: bench/run.sh [--quick] [--reps N] [--duration S] [--workers W]
 #                     [--servers "direct cleversocks dante microsocks"]
 #                     [--cases "idle latency ..."] [--no-install]
-#                     [--micro-only | --no-micro] [--no-pin]
+#                     [--micro-only | --no-micro] [--no-pin] [--no-netns]
 # Every flag has a BENCH_* environment twin (listed below). After the side-by-
 # side runs come the micro-benchmarks (bench/micro, Google Benchmark).
 set -euo pipefail
@@ -37,6 +37,12 @@ CASES=${BENCH_CASES:-"idle latency thr_up_1 thr_down_1 thr_up_8 thr_down_8 sess_
 BUILD_DIR=${BENCH_BUILD_DIR:-build/bench}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-bench/results}
 INSTALL=${BENCH_INSTALL:-1}
+# A fresh network namespace (only lo) for every measurement, when root: no
+# run meets the TIME_WAIT sockets of the ones before it. Without it, a
+# server that binds its outgoing sockets (Dante) fills the ephemeral port
+# range for a minute and every later connect() pays for scanning it, or
+# fails (EADDRNOTAVAIL).
+NETNS=${BENCH_NETNS:-1}
 JOBS=${BENCH_JOBS:-$(nproc)}              # parallel compile jobs for the tools
 # Micro-benchmarks (bench/micro): 1 after the side-by-side runs, 0 never,
 # only: nothing else (report in $RESULTS_DIR/micro.md).
@@ -60,6 +66,7 @@ while [[ $# -gt 0 ]]; do
     --duration) DURATION=${2:?--duration needs a value}; shift ;;
     --workers) WORKERS=${2:?--workers needs a value}; shift ;;
     --no-pin) PIN=0 ;;
+    --no-netns) NETNS=0 ;;
     --servers) SERVERS=${2:?--servers needs a value}; shift ;;
     --cases) CASES=${2:?--cases needs a value}; shift ;;
     --no-install) INSTALL=0 ;;
@@ -105,6 +112,27 @@ done
 # forked (Dante), and nothing else.
 STARTED=()
 WORK=""
+IN_NS=()   # command prefix that enters the current measurement's namespace
+NS=""
+NS_SEQ=0
+
+# enter_netns / leave_netns: a namespace with only lo (up) around one
+# measurement; no-ops when NETNS=0.
+enter_netns() {
+  IN_NS=()
+  ((NETNS)) || return 0
+  NS="cleversocks-bench-$$-$((NS_SEQ += 1))"
+  ip netns add "$NS" || die "ip netns add $NS failed (run as root, or use --no-netns)"
+  ip -n "$NS" link set lo up
+  IN_NS=(ip netns exec "$NS")
+}
+leave_netns() {
+  if [[ -n $NS ]]; then
+    ip netns del "$NS" 2>/dev/null || true
+  fi
+  NS=""
+  IN_NS=()
+}
 
 alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
 
@@ -127,6 +155,7 @@ cleanup() {
     stop_pid "$pid"
   done
   STARTED=()
+  leave_netns
   [[ -n $WORK ]] && rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -142,7 +171,7 @@ spawn() {
   # Truncate here, not in the child's redirection: that runs after the fork,
   # and meanwhile the caller could read the previous instance's output.
   : >"$WORK/$name.log"
-  setsid "${on[@]}" "$@" >>"$WORK/$name.log" 2>&1 &
+  setsid "${IN_NS[@]}" "${on[@]}" "$@" >>"$WORK/$name.log" 2>&1 &
   SPAWNED_PID=$!
   STARTED+=("$SPAWNED_PID")
 }
@@ -167,7 +196,7 @@ log_tail() {
 
 # A port the kernel considers free right now (bind to port 0, then release).
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  "${IN_NS[@]}" python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # wait_port PORT PID: until 127.0.0.1:PORT accepts a connection; gives up
@@ -175,7 +204,9 @@ free_port() {
 wait_port() {
   local port=$1 pid=$2 i
   for ((i = 0; i < 200; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if ((${#IN_NS[@]})); then
+      "${IN_NS[@]}" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null && return 0
+    elif (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       return 0
     fi
     alive "$pid" || return 1
@@ -315,6 +346,7 @@ run_case() {
   else
     [[ $with_auth == 1 ]] && ! "peer_$server" auth && return 0  # n/a
   fi
+  enter_netns
   start_target
   if [[ $server == direct ]]; then
     via=(--direct)
@@ -327,6 +359,7 @@ run_case() {
       log_tail "$server"
       stop_server "$pid"
       stop_server "$TARGET_PID"
+      leave_netns
       return 0
     fi
     via=(--proxy "127.0.0.1:$port")
@@ -336,7 +369,7 @@ run_case() {
   read -ra args <<<"$(case_args "$case")"
   rc=0
   out=$(timeout --foreground -k 5 "$(case_time_limit "$case")" \
-    "${ON_GEN[@]}" "$LOADGEN" "${args[@]}" "${via[@]}" -t "$GEN_THREADS" 2>"$WORK/loadgen.err") || rc=$?
+    "${IN_NS[@]}" "${ON_GEN[@]}" "$LOADGEN" "${args[@]}" "${via[@]}" -t "$GEN_THREADS" 2>"$WORK/loadgen.err") || rc=$?
   if [[ -n $pid ]]; then
     if ! alive "$pid"; then
       died=true
@@ -346,6 +379,7 @@ run_case() {
     stop_server "$pid"
   fi
   stop_server "$TARGET_PID"
+  leave_netns
   while IFS= read -r line; do
     log "$tag $line"
   done <"$WORK/loadgen.err"
@@ -446,6 +480,14 @@ fi
 
 RAW=$RESULTS_DIR/latest.raw.jsonl
 : >"$RAW"
+
+if ((NETNS)); then
+  if [[ $(id -u) != 0 ]] || ! command -v ip >/dev/null; then
+    log "not root (or no ip(8)): measurements share the host's network namespace (see --no-netns)"
+    NETNS=0
+  fi
+fi
+((NETNS)) && PINNING="$PINNING · each measurement in a fresh network namespace"
 
 # Servers inherit this: 10,000 tunnels need ~20,000 descriptors in the proxy.
 ulimit -n "$(ulimit -Hn)"
