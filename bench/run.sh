@@ -244,7 +244,10 @@ peer_cleversocks() {
       # and would swallow an address that follows them. Its default policy
       # refuses private and loopback destinations; like the peers' rules,
       # allow the loopback target.
-      spawn cleversocks "$CLEVERSOCKS_BIN" "127.0.0.1:$2" -q -w "$WORKERS" \
+      # CleverSocks reads CLEVERSOCKS_* variables as settings and refuses
+      # unknown ones: the bench's own must not reach it.
+      spawn cleversocks env -u CLEVERSOCKS_BIN -u CLEVERSOCKS_ARGS -u CLEVERSOCKS_AUTH_ARGS \
+        "$CLEVERSOCKS_BIN" "127.0.0.1:$2" -q -w "$WORKERS" \
         --allow 127.0.0.0/8 --allow ::1/128 "${extra[@]}" "${auth_args[@]}" ;;
   esac
 }
