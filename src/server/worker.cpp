@@ -46,7 +46,9 @@ worker::~worker() {
   }
   listeners_.clear();
   // Completes what is left in the loop (nothing, after a clean drain) so no
-  // frame outlives the services it borrows.
+  // frame outlives the services it borrows. Tunnels end through posted
+  // completions: cancel them first, so this poll frees them all.
+  tunnels_.cancel_all();
   io_.restart();
   io_.poll();
 }

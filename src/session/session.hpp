@@ -52,10 +52,10 @@ class tunnel_link
   virtual void cancel() noexcept = 0;
 };
 
-/// The open tunnels of one worker (loop thread only). Owns them: a tunnel
-/// frees itself when its relay ends; whatever is left when the set is
-/// destroyed (a loop stopped without draining) is freed then, without
-/// accounting. Destroy it while the worker's io_context still exists.
+/// The open tunnels of one worker (loop thread only). A tunnel frees itself
+/// when its relay ends. Before destroying the set (and the io_context), its
+/// owner must end them: cancel_all(), then run the loop until the posted
+/// completions have run (server::worker's destructor does).
 class tunnel_set {
  public:
   /// `on_ended` runs (on the loop) after each tunnel has ended and been freed.
