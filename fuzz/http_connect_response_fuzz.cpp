@@ -72,12 +72,13 @@ parse_result oracle(const std::uint8_t* data, std::size_t size, unsigned& status
   const std::string_view t = all.substr(0, std::min(size, hc::max_response_head));
   const auto eol = t.find("\r\n");
   if (eol == std::string_view::npos) {
-    if (size >= hc::max_response_head) {
-      return parse_result::fail(socks_errc::field_too_long);
-    }
     const std::string_view prefix = "HTTP/1.";
     const bool can_grow = std::string_view(prefix).starts_with(t.substr(0, std::min(t.size(), prefix.size())));
-    return can_grow ? parse_result::need_more() : parse_result::fail(socks_errc::general_failure);
+    if (!can_grow) {
+      return parse_result::fail(socks_errc::general_failure);
+    }
+    return size >= hc::max_response_head ? parse_result::fail(socks_errc::field_too_long)
+                                          : parse_result::need_more();
   }
   if (!valid_status_line(t.substr(0, eol), status)) {
     return parse_result::fail(socks_errc::general_failure);

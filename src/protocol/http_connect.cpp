@@ -63,14 +63,15 @@ parse_result parse_response(core::byte_view in, response& out) noexcept {
   // The status line can be checked as soon as it is complete.
   const auto eol = text.find("\r\n");
   if (eol == std::string_view::npos) {
-    if (in.size() >= max_response_head) {
-      return parse_result::fail(socks_errc::field_too_long);
-    }
-    // Fail early on what can never become "HTTP/1.x".
+    // Fail early on what can never become "HTTP/1.x" — before the length
+    // check, so the verdict does not depend on how much has arrived.
     constexpr std::string_view prefix = "HTTP/1.";
     const auto n = std::min(text.size(), prefix.size());
-    return text.substr(0, n) == prefix.substr(0, n) ? parse_result::need_more()
-                                                     : parse_result::fail(socks_errc::general_failure);
+    if (text.substr(0, n) != prefix.substr(0, n)) {
+      return parse_result::fail(socks_errc::general_failure);
+    }
+    return in.size() >= max_response_head ? parse_result::fail(socks_errc::field_too_long)
+                                           : parse_result::need_more();
   }
   const auto status_line = text.substr(0, eol);
   // "HTTP/1.x SSS[ reason]"

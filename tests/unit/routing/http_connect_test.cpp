@@ -160,6 +160,16 @@ TEST(HttpConnectParse, ImpossiblePrefixFailsEarly) {
   expect_error_at<status_value>(str_bytes("HTTP/2 200 OK"), 5, socks_errc::general_failure, parse);
 }
 
+TEST(HttpConnectParse, ImpossiblePrefixGivesTheSameErrorPastTheHeadLimit) {
+  // Found by the fuzzer: with no line end in the first 8 KiB, a wrong prefix
+  // used to fail as field_too_long once the limit was reached but as
+  // general_failure before it, so the verdict depended on how the bytes
+  // arrived. The prefix decides first now.
+  auto in = str_bytes("!\x0eTP/1.1 200 ");
+  in.resize(hc::max_response_head + 30, 'a');
+  expect_error_at<status_value>(in, 0, socks_errc::general_failure, parse);
+}
+
 TEST(HttpConnectParse, HeaderSmugglingBytes) {
   expect_fails(std::string("HTTP/1.1 200 OK\r\nX-A: a\0b\r\n\r\n", 29));
   expect_fails("HTTP/1.1 200 OK\r\nX-A: a\nX-B: b\r\n\r\n");   // bare LF
