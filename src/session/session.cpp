@@ -721,6 +721,10 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
 // Counters, pool bookkeeping and the access log line for a finished session.
 void account(session_state& st, const config::snapshot& snap, worker_services& svc,
              clock::time_point started) {
+  // Limits first: the session's slots are free before it is reported, so
+  // whoever reads the access line may count on them.
+  st.lease = {};
+  st.user_lease = {};
   auto& metrics = svc.metrics;
   auto& rec = st.rec;
   const auto& moved = st.moved;

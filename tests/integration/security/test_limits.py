@@ -28,12 +28,16 @@ def tunnel(proxy, echo, source, user=None, password=None):
 
 
 def legit_roundtrip(proxy, echo, n: int = 3) -> None:
+    """n sessions one after the other; each is over (its access line
+    written, which the proxy does after giving its slots back) before the
+    next starts, so only the flooder's sessions count against the limits."""
     for i in range(n):
         a = tunnel(proxy, echo, LEGIT)
         try:
             sc.echo_roundtrip(a.sock, f"legit {i}".encode())
         finally:
             a.close()
+        proxy.wait_access(client=f"{a.client[0]}:{a.client[1]}")
 
 
 def eventually_admitted(proxy, source, attempts: int = 200) -> bool:
