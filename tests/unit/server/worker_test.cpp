@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <memory>
 
 namespace {
@@ -33,7 +35,11 @@ std::shared_ptr<const cs::config::snapshot> loopback_snapshot() {
 class WorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    w = std::make_unique<cs::server::worker>(0, loopback_snapshot(), shared, [this] { drained = true; });
+    w = std::make_unique<cs::server::worker>(0, loopback_snapshot(), shared, [this] {
+      if (!drained.exchange(true)) {
+        drained_signal.set_value();  // from the worker's thread
+      }
+    });
     proxy = w->listen(cs::config::listener_settings{tcp::endpoint(asio::ip::address_v4::loopback(), 0)}, 16);
     w->start();
     target_acceptor.open(tcp::v4());
@@ -85,6 +91,7 @@ class WorkerTest : public ::testing::Test {
   asio::io_context io;
   cs::session::shared_services shared;
   std::atomic<bool> drained{false};
+  std::promise<void> drained_signal;
   std::unique_ptr<cs::server::worker> w;
   tcp::endpoint proxy;
   tcp::acceptor target_acceptor{io};
@@ -98,7 +105,8 @@ TEST_F(WorkerTest, CancelSessionsEndsOpenTunnelsAndDrains) {
   w->drain();
   w->cancel_sessions();
   ASSERT_TRUE(run_bounded(io, expect_closed()));
-  ASSERT_TRUE(run_until(io, [&] { return drained.load(); })) << "on_drained after the last tunnel ended";
+  ASSERT_EQ(drained_signal.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "on_drained after the last tunnel ended";
   EXPECT_EQ(w->active_sessions(), 0u);
 }
 
