@@ -56,8 +56,12 @@ void file_watch::watch(const std::vector<std::string>& files) {
     if (names.size() > 2) {
       continue;  // directory already watched
     }
-    const int wd = ::inotify_add_watch(fd_, dir.c_str(),
-                                       IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB);
+    // Not IN_ATTRIB or IN_MODIFY: an in-place rewrite (open with O_TRUNC)
+    // reports both before a byte of the new version is written, and a slow
+    // writer would have us load the empty or half-written file. A write is
+    // complete at IN_CLOSE_WRITE; renames and symlink swaps (ConfigMaps)
+    // arrive as IN_MOVED_TO / IN_CREATE.
+    const int wd = ::inotify_add_watch(fd_, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE);
     if (wd < 0) {
       obs::log().warn("cannot watch {}: {}", dir, std::strerror(errno));
       continue;
