@@ -5,7 +5,7 @@
 // Kubernetes replace files instead of writing them in place: a ConfigMap
 // volume swaps a "..data" symlink to a new directory, which changes what
 // every path resolves to without touching the files themselves. Any
-// create/write/move/delete in a watched directory whose name is one of the
+// create/close-after-write/move/delete in a watched directory whose name is one of the
 // watched files, or "..data", triggers the callback after a short quiet
 // period (bursts of events coalesce into one call).
 
