@@ -165,7 +165,7 @@ void worker::spawn_session(tcp::socket sock, const listener& l) {
                        obs::log().error("session {} ended by an unexpected exception", id);
                      }
                    }
-                   session_ended(it, !e && handed_off);
+                   session_ended(it, handed_off);  // false when it threw: co_spawn passes bool{}
                  }));
 }
 

@@ -940,7 +940,8 @@ tunnel_set::~tunnel_set() {
   // lets the leak checker say so instead of corrupting memory.
   on_ended_ = nullptr;
   if (!tunnels_.empty()) {
-    obs::log().error("{} tunnel(s) still open when their worker was destroyed", std::distance(tunnels_.begin(), tunnels_.end()));
+    obs::log().error("{} tunnel(s) still open when their worker was destroyed",
+                     std::distance(tunnels_.begin(), tunnels_.end()));
     tunnels_.clear();
   }
 }

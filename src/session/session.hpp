@@ -40,7 +40,7 @@ struct shared_services {
 /// the handshake, the decision and the dial are done, the coroutine hands
 /// the two sockets and the session's accounting to one plain object and
 /// ends, so an idle tunnel keeps no coroutine frame, no co_spawn state and
-/// no cancellation state (see docs/architecture.md, "Tunnel memory").
+/// no cancellation state (see docs/architecture.md, "Memory of an open tunnel").
 class tunnel_link
     : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
  public:
@@ -64,7 +64,6 @@ class tunnel_set {
   tunnel_set(const tunnel_set&) = delete;
   tunnel_set& operator=(const tunnel_set&) = delete;
 
-  bool empty() const noexcept { return tunnels_.empty(); }
   void cancel_all() noexcept;
 
   // For tunnels: register a new one; report that one was freed.
