@@ -151,24 +151,48 @@ def test_least_latency(routed, members3, echo_server):
         slow.close()
 
 
+def active_by_member(admin) -> dict[str, int]:
+    return {url: m["active_sessions"] for url, m in rt.members(admin).items()}
+
+
 def test_least_connections(routed, members3, echo_server):
-    """Two long tunnels pin two members; new sessions go to the idle one."""
+    """Long tunnels spread evenly; then two members keep PINNED tunnels each
+    and one none, and new sessions go to the idle one.
+
+    PINNED > 1 on purpose: a client sees its session's EOF a moment before
+    the front releases the member's slot, so under load the next session can
+    find the idle member at 1.  That must not tie it with the busy ones."""
+    pinned_per_member = 3
     u = urls(members3)
     a, admin = pool_front(routed, u, "least_connections")
-    pinned = [rt.tunnel(a.addr, "127.0.0.1", echo_server.port) for _ in range(2)]
+    held = {x: [] for x in u}
     try:
-        active = {url: m["active_sessions"] for url, m in rt.members(admin).items()}
-        assert sorted(active.values()) == [0, 1, 1], active  # the two went to different members
-        idle = next(url for url, n in active.items() if n == 0)
+        for _ in range(pinned_per_member * len(u)):
+            before = active_by_member(admin)
+            s = rt.tunnel(a.addr, "127.0.0.1", echo_server.port)
+            after = active_by_member(admin)
+            grown = [x for x in u if after[x] == before[x] + 1]
+            assert len(grown) == 1 and sum(after.values()) == sum(before.values()) + 1, (before, after)
+            # Least connections: a tunnel never goes to a member busier than another.
+            assert before[grown[0]] == min(before.values()), (before, grown)
+            held[grown[0]].append(s)
+        assert sorted(len(v) for v in held.values()) == [pinned_per_member] * len(u), held
+        idle = u[0]
+        for s in held.pop(idle):
+            s.close()
+        rt.wait_member(admin, idle, lambda m: m["active_sessions"] == 0, what="idle")
+        assert active_by_member(admin) == {x: 0 if x == idle else pinned_per_member for x in u}
         before = counts(admin, u)
         assert run(a.addr, N, "127.0.0.1", echo_server.port) == 0
         d = dict(zip(u, delta(counts(admin, u), before)))
         assert d[idle] >= 0.95 * N, d
-        for s in pinned:
-            sc.echo_roundtrip(s, b"still pinned")
+        for socks in held.values():
+            for s in socks:
+                sc.echo_roundtrip(s, b"still pinned")
     finally:
-        for s in pinned:
-            s.close()
+        for socks in held.values():
+            for s in socks:
+                s.close()
 
 
 def _sticky(admin, u, keys, per_key, session):
