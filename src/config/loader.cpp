@@ -206,6 +206,25 @@ scalar_field duration_field(std::string_view path, Access a, bool restart = fals
           }};
 }
 
+// Byte sizes ("64KiB", "1MiB", "65536") between `min` and 16 MiB.
+template <typename Access>
+scalar_field size_field(std::string_view path, Access a, std::size_t min, bool restart = false) {
+  return {path, restart,
+          [a, min](settings& s, std::string_view t) -> std::string {
+            constexpr std::uint64_t max = 16 * 1024 * 1024;
+            std::uint64_t v = 0;
+            if (!parse_size(t, v) || v < min || v > max) {
+              return fmt::format("expected a size between {}KiB and 16MiB (e.g. 64KiB)", min / 1024);
+            }
+            a(s) = static_cast<std::size_t>(v);
+            return "";
+          },
+          [a](const settings& s) -> std::string {
+            const std::size_t v = a(const_cast<settings&>(s));
+            return v % 1024 == 0 ? std::to_string(v / 1024) + "KiB" : std::to_string(v);
+          }};
+}
+
 template <typename Enum, typename Access>
 scalar_field enum_field(std::string_view path, Access a, std::vector<std::pair<std::string_view, Enum>> names,
                         bool restart = false) {
@@ -352,19 +371,8 @@ const std::vector<scalar_field>& scalar_fields() {
            {"only_ipv6", upstream::family_preference::only_v6}}),
       enum_field<relay::relay_mode>("relay.mode", [](settings& s) -> auto& { return s.relay.mode; },
                                     {{"splice", relay::relay_mode::splice}, {"copy", relay::relay_mode::copy}}),
-      {"relay.buffer_size", true,
-       [](settings& s, std::string_view t) -> std::string {
-         std::uint64_t v = 0;
-         if (!parse_size(t, v) || v < 1024 || v > 16 * 1024 * 1024) {
-           return "expected a size between 1KiB and 16MiB (e.g. 64KiB)";
-         }
-         s.relay.chunk = static_cast<std::size_t>(v);
-         return "";
-       },
-       [](const settings& s) -> std::string {
-         return s.relay.chunk % 1024 == 0 ? std::to_string(s.relay.chunk / 1024) + "KiB"
-                                          : std::to_string(s.relay.chunk);
-       }},
+      size_field("relay.buffer_size", [](settings& s) -> auto& { return s.relay.chunk; }, 1024, true),
+      size_field("relay.pipe_size", [](settings& s) -> auto& { return s.relay.pipe_size; }, 4096, true),
       enum_field<spdlog::level::level_enum>("log.level", [](settings& s) -> auto& { return s.log.level; },
                                             {{"error", spdlog::level::err},
                                              {"warn", spdlog::level::warn},

@@ -8,6 +8,8 @@
 namespace cs::relay {
 
 namespace {
+bool is_grown(const pipe_pair& p) noexcept { return p.base != 0 && p.capacity != p.base; }
+
 void close_pair(pipe_pair p) noexcept {
   ::close(p.read_fd);
   ::close(p.write_fd);
@@ -25,6 +27,9 @@ pipe_pair pipe_pool::acquire(core::error_code& ec) noexcept {
   if (!idle_.empty()) {
     auto p = idle_.back();
     idle_.pop_back();
+    if (is_grown(p)) {
+      --idle_grown_;
+    }
     return p;
   }
   int fds[2];
@@ -32,18 +37,38 @@ pipe_pair pipe_pool::acquire(core::error_code& ec) noexcept {
     ec.assign(errno, boost::system::system_category());
     return {};
   }
-  if (pipe_size_ > 0) {
-    (void)::fcntl(fds[1], F_SETPIPE_SZ, pipe_size_);  // best effort: limits may refuse
-  }
+  const int size = ::fcntl(fds[1], F_GETPIPE_SZ);
   ++created_;
-  return {fds[0], fds[1]};
+  const auto capacity = static_cast<std::uint32_t>(size > 0 ? size : 4096);
+  return {fds[0], fds[1], capacity, size > 0 ? capacity : 0};
+}
+
+void pipe_pool::grow(pipe_pair& p) noexcept {
+  if (p.base == 0 || p.capacity != p.base || grow_to_ <= p.capacity) {
+    return;
+  }
+  const int size = ::fcntl(p.write_fd, F_SETPIPE_SZ, static_cast<int>(grow_to_));
+  if (size > 0) {
+    p.capacity = static_cast<std::uint32_t>(size);
+    ++grown_;
+  } else {
+    p.base = 0;  // refused: do not ask again for this pipe
+  }
 }
 
 void pipe_pool::release(pipe_pair p, bool empty) noexcept {
   if (!p) {
     return;
   }
+  if (empty && is_grown(p) && idle_grown_ >= max_idle_grown_) {
+    if (::fcntl(p.write_fd, F_SETPIPE_SZ, static_cast<int>(p.base)) > 0) {
+      p.capacity = p.base;
+    } else {
+      empty = false;  // could not shrink it: do not keep it
+    }
+  }
   if (empty && idle_.size() < max_idle_) {
+    idle_grown_ += is_grown(p) ? 1 : 0;
     idle_.push_back(p);
   } else {
     close_pair(p);

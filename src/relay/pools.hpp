@@ -15,15 +15,21 @@ namespace cs::relay {
 struct pipe_pair {
   int read_fd = -1;
   int write_fd = -1;
+  std::uint32_t capacity = 0;  ///< bytes the pipe holds now (F_GETPIPE_SZ)
+  std::uint32_t base = 0;      ///< its capacity when created; 0: must not be resized
   explicit operator bool() const noexcept { return read_fd >= 0; }
 };
 
 class pipe_pool {
  public:
-  /// `pipe_size` 0 keeps the kernel default (64 KiB); otherwise F_SETPIPE_SZ
-  /// is attempted (best effort). At most `max_idle` pipes are kept for reuse.
-  explicit pipe_pool(std::size_t max_idle = 64, int pipe_size = 0)
-      : max_idle_(max_idle), pipe_size_(pipe_size) {
+  /// Pipes are created at the kernel's default size (64 KiB); grow() takes
+  /// one to `grow_to` bytes (0: never). At most `max_idle` pipes are kept
+  /// for reuse, last released first out, so a bulk transfer that pauses
+  /// gets its grown pipe back. Of those, at most `max_idle_grown` stay
+  /// grown; release() shrinks the others, which bounds what idle pipes
+  /// count against the user's pipe pages (pipe-user-pages-soft).
+  explicit pipe_pool(std::size_t max_idle = 64, std::size_t grow_to = 0, std::size_t max_idle_grown = 8)
+      : max_idle_(max_idle), max_idle_grown_(max_idle_grown), grow_to_(grow_to) {
     idle_.reserve(max_idle_);  // release() never allocates
   }
   ~pipe_pool();
@@ -33,18 +39,28 @@ class pipe_pool {
   /// A non-blocking, close-on-exec pipe; an empty pair and `ec` on failure
   /// (e.g. EMFILE).
   pipe_pair acquire(core::error_code& ec) noexcept;
+  /// Best effort: enlarges `p` (bytes may be in it) to `grow_to`. Tried once
+  /// per pipe; when the kernel refuses (pipe-max-size, pipe-user-pages-soft)
+  /// the pipe keeps its size.
+  void grow(pipe_pair& p) noexcept;
   /// Returns a pipe. `empty` says no bytes are left in it; a pipe that may
-  /// hold data is closed, never reused.
+  /// hold data is closed, never reused. A grown pipe beyond max_idle_grown
+  /// is shrunk first (or closed when that fails).
   void release(pipe_pair p, bool empty) noexcept;
 
   std::size_t idle() const noexcept { return idle_.size(); }
   std::size_t created() const noexcept { return created_; }
+  std::size_t grown() const noexcept { return grown_; }
+  std::size_t idle_grown() const noexcept { return idle_grown_; }
 
  private:
   std::vector<pipe_pair> idle_;
   std::size_t max_idle_;
-  int pipe_size_;
+  std::size_t max_idle_grown_;
+  std::size_t idle_grown_ = 0;
+  std::size_t grow_to_;
   std::size_t created_ = 0;
+  std::size_t grown_ = 0;
 };
 
 class buffer_pool {

@@ -112,11 +112,12 @@ void tcp_relay::start(asio::any_completion_handler<relay_signature> handler) {
   }
 }
 
-std::size_t tcp_relay::read_size() const noexcept {
-  return options_.mode == relay_mode::splice ? options_.chunk : std::min(options_.chunk, buffers_.buffer_size());
+std::size_t tcp_relay::read_size(const direction& d) const noexcept {
+  // A splice moves what the (empty) pipe can take.
+  return options_.mode == relay_mode::splice ? d.pipe.capacity : std::min(options_.chunk, buffers_.buffer_size());
 }
 
-long tcp_relay::read_in(direction& d, core::error_code& ec) {
+long tcp_relay::read_in(direction& d, core::error_code& ec, std::size_t& asked) {
   const int fd = d.from->native_handle();
   long n = -1;
   if (options_.mode == relay_mode::splice) {
@@ -126,12 +127,17 @@ long tcp_relay::read_in(direction& d, core::error_code& ec) {
         return -1;
       }
     }
-    n = ::splice(fd, nullptr, d.pipe.write_fd, nullptr, read_size(), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    asked = read_size(d);
+    n = ::splice(fd, nullptr, d.pipe.write_fd, nullptr, asked, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0 && static_cast<std::size_t>(n) == d.pipe.capacity) {
+      pipes_.grow(d.pipe);  // a bulk transfer: larger splices from now on
+    }
   } else {
     if (!d.buf) {
       d.buf = buffers_.acquire();
     }
-    n = ::recv(fd, d.buf.get(), read_size(), 0);
+    asked = read_size(d);
+    n = ::recv(fd, d.buf.get(), asked, 0);
     d.offset = 0;
   }
   if (n < 0) {
@@ -187,11 +193,12 @@ void tcp_relay::pump(direction& d) {
       }
       continue;
     }
-    const long n = read_in(d, ec);
+    std::size_t asked = 0;
+    const long n = read_in(d, ec, asked);
     if (n > 0) {
       d.bytes += static_cast<std::uint64_t>(n);
       d.pending = static_cast<std::size_t>(n);
-      drained = d.pending < read_size();
+      drained = d.pending < asked;
       continue;
     }
     if (n == 0) {

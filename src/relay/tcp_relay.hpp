@@ -36,7 +36,12 @@ enum class relay_mode : std::uint8_t { splice, copy };
 
 struct relay_options {
   relay_mode mode = relay_mode::splice;
-  std::size_t chunk = 64 * 1024;  ///< max bytes per splice/recv call
+  std::size_t chunk = 64 * 1024;  ///< copy mode: buffer per direction in flight (bytes per recv)
+  /// splice mode: a pipe that a transfer fills grows to this many bytes, so
+  /// bulk moves in fewer, larger splices (64 B sessions keep the kernel's
+  /// default pipe). Best effort: pipe-max-size and pipe-user-pages-soft
+  /// may refuse, and the pipe keeps its size.
+  std::size_t pipe_size = 256 * 1024;
   int burst = 16;                 ///< chunks per readiness event before yielding
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  ///< 0 = none
 };
@@ -203,9 +208,9 @@ class tcp_relay : public idle_link {
   void op_done();
   friend class idle_sweeper;
 
-  std::size_t read_size() const noexcept;  // bytes one read asks for
+  std::size_t read_size(const direction& d) const noexcept;  // bytes one read asks for
   // Transfer primitives: bytes moved, 0 at EOF, -1 with errno set.
-  long read_in(direction& d, core::error_code& ec);
+  long read_in(direction& d, core::error_code& ec, std::size_t& asked);  // asked: bytes it asked for
   long write_out(direction& d, core::error_code& ec);
 
   tcp::socket& client_;

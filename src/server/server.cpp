@@ -281,6 +281,7 @@ class control_plane {
       s.admin = old.admin;
       s.dns = old.dns;
       s.relay.chunk = old.relay.chunk;
+      s.relay.pipe_size = old.relay.pipe_size;
       s.log.format = old.log.format;
       s.port_forward = old.port_forward;
       try {

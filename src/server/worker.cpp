@@ -34,6 +34,7 @@ bool out_of_resources(const core::error_code& ec) {
 worker::worker(unsigned id, std::shared_ptr<const config::snapshot> snap, session::shared_services& shared,
                std::function<void()> on_drained)
     : id_(id), on_drained_(std::move(on_drained)), snap_(std::move(snap)),
+      pipes_(64, snap_->source.relay.pipe_size),
       buffers_(snap_->source.relay.chunk),
       dns_(std::make_unique<upstream::resolver>(io_.get_executor(), snap_->source.dns)),
       services_{id_, *dns_, pipes_, buffers_, idle_, tunnels_, metrics_, auth_cache_, shared, udp_buffer_},

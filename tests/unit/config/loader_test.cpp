@@ -199,6 +199,7 @@ const std::map<std::string, key_value>& non_default_values() {
       {"connect.prefer", {"only_ipv4", ""}},
       {"relay.mode", {"copy", ""}},
       {"relay.buffer_size", {"128KiB", ""}},
+      {"relay.pipe_size", {"1MiB", "1024KiB"}},
       {"log.level", {"debug", ""}},
       {"log.format", {"json", ""}},
       {"log.access_log", {"false", ""}},

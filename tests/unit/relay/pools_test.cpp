@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <string>
+
 namespace {
 
 using cs::relay::buffer_pool;
@@ -93,14 +95,69 @@ TEST(PipePool, DestructorClosesIdlePipes) {
   EXPECT_FALSE(fd_open(p.write_fd));
 }
 
-TEST(PipePool, PipeSizeIsApplied) {
+TEST(PipePool, CreatedAtTheKernelDefaultSize) {
   pipe_pool pool(4, 256 * 1024);
   cs::core::error_code ec;
   const pipe_pair p = pool.acquire(ec);
   ASSERT_TRUE(p);
-  const int sz = ::fcntl(p.write_fd, F_GETPIPE_SZ);
-  // Best effort (pipe-max-size may refuse); at least the default.
-  EXPECT_GE(sz, 64 * 1024);
+  EXPECT_EQ(::fcntl(p.write_fd, F_GETPIPE_SZ), static_cast<int>(p.capacity));
+  EXPECT_EQ(p.capacity, p.base);
+  EXPECT_EQ(pool.grown(), 0u);
+  pool.release(p, true);
+}
+
+// Fills a pipe to its capacity, grows it, reads the bytes back in order.
+void fill_grow_drain(pipe_pool& pool, pipe_pair& p) {
+  const std::string data(p.capacity, 'x');
+  ASSERT_EQ(::write(p.write_fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  pool.grow(p);
+  // pipe-max-size (1 MiB by default) allows 256 KiB; root ignores the user
+  // page limits.
+  ASSERT_EQ(p.capacity, 256u * 1024);
+  EXPECT_EQ(::fcntl(p.write_fd, F_GETPIPE_SZ), 256 * 1024);
+  std::string out(data.size(), '\0');
+  ASSERT_EQ(::read(p.read_fd, out.data(), out.size()), static_cast<ssize_t>(out.size()));
+  EXPECT_EQ(out, data) << "growing lost or reordered bytes";
+}
+
+TEST(PipePool, GrowsWithDataInsideKeepsAFewGrownAndShrinksTheRest) {
+  pipe_pool pool(4, 256 * 1024, 1);
+  cs::core::error_code ec;
+  pipe_pair p = pool.acquire(ec);
+  pipe_pair q = pool.acquire(ec);
+  ASSERT_TRUE(p && q);
+  const auto base = p.capacity;
+  ASSERT_LT(base, 256u * 1024) << "the kernel default is already as large as the test's target";
+  fill_grow_drain(pool, p);
+  fill_grow_drain(pool, q);
+  EXPECT_EQ(pool.grown(), 2u);
+  pool.grow(p);  // already grown: nothing to do
+  EXPECT_EQ(pool.grown(), 2u);
+
+  pool.release(p, true);  // kept grown (the one allowed)
+  pool.release(q, true);  // shrunk: one grown pipe is already idle
+  ASSERT_EQ(pool.idle(), 2u);
+  EXPECT_EQ(pool.idle_grown(), 1u);
+  const pipe_pair q2 = pool.acquire(ec);  // last released first
+  EXPECT_EQ(q2.write_fd, q.write_fd);
+  EXPECT_EQ(q2.capacity, base);
+  EXPECT_EQ(::fcntl(q2.write_fd, F_GETPIPE_SZ), static_cast<int>(base)) << "back at its created size";
+  const pipe_pair p2 = pool.acquire(ec);
+  EXPECT_EQ(p2.write_fd, p.write_fd);
+  EXPECT_EQ(p2.capacity, 256u * 1024) << "a paused bulk transfer gets its grown pipe back";
+  EXPECT_EQ(pool.idle_grown(), 0u);
+  pool.release(q2, true);
+  pool.release(p2, true);
+}
+
+TEST(PipePool, NoGrowthWhenNotAsked) {
+  pipe_pool pool(4);
+  cs::core::error_code ec;
+  pipe_pair p = pool.acquire(ec);
+  const auto base = p.capacity;
+  pool.grow(p);
+  EXPECT_EQ(pool.grown(), 0u);
+  EXPECT_EQ(p.capacity, base);
   pool.release(p, true);
 }
 

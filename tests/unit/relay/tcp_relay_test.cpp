@@ -9,6 +9,8 @@
 #include <boost/asio/post.hpp>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+
 #include <string>
 
 namespace {
@@ -61,11 +63,21 @@ class RelayTest : public ::testing::TestWithParam<relay_mode> {
     s.shutdown(tcp::socket::shutdown_send);
   }
 
-  // Asserts the pools hold every resource the relay ever took.
-  void expect_nothing_held() const {
+  // Asserts the pools hold every resource the relay ever took, each pipe
+  // the size the pool thinks it is.
+  void expect_nothing_held() {
     if (GetParam() == relay_mode::splice) {
       EXPECT_GE(pipes.created(), 1u) << "splice mode must have used a pipe";
       EXPECT_EQ(pipes.idle(), pipes.created()) << "a pipe is still held";
+      std::vector<cs::relay::pipe_pair> back;
+      cs::core::error_code ec;
+      while (pipes.idle() > 0) {
+        back.push_back(pipes.acquire(ec));
+        EXPECT_EQ(::fcntl(back.back().write_fd, F_GETPIPE_SZ), static_cast<int>(back.back().capacity));
+      }
+      for (auto p : back) {
+        pipes.release(p, true);
+      }
     } else {
       EXPECT_EQ(pipes.created(), 0u) << "copy mode must not create pipes";
       EXPECT_GE(buffers.idle(), 1u) << "the copy buffer was not returned";
@@ -73,7 +85,7 @@ class RelayTest : public ::testing::TestWithParam<relay_mode> {
   }
 
   asio::io_context io;
-  cs::relay::pipe_pool pipes;
+  cs::relay::pipe_pool pipes{64, 256 * 1024};  // pipes grow as in the server
   cs::relay::buffer_pool buffers;
   cs::relay::idle_sweeper idle{io.get_executor()};
   tcp::socket c{io}, rc{io}, rt{io}, t{io};
@@ -110,6 +122,9 @@ TEST_P(RelayTest, BytesBothWaysThenCleanClose) {
   EXPECT_EQ(relay.bytes_down(), down.size());
   EXPECT_TRUE(at_target == up) << "upstream bytes differ (" << at_target.size() << " vs " << up.size() << ")";
   EXPECT_TRUE(at_client == down) << "downstream bytes differ (" << at_client.size() << " vs " << down.size() << ")";
+  if (GetParam() == relay_mode::splice) {
+    EXPECT_GE(pipes.grown(), 1u) << "megabytes moved, yet no pipe grew for bulk";
+  }
   expect_nothing_held();
   EXPECT_EQ(relay.heap_fallbacks(), 0u) << "a wait did not fit the direction's operation storage";
   EXPECT_TRUE(rc.is_open()) << "the relay leaves the sockets to the caller";
