@@ -149,11 +149,12 @@ asio::awaitable<void> worker::accept_loop(listener& l) {
 
 void worker::spawn_session(tcp::socket sock, const listener& l) {
   const auto id = next_session_id.fetch_add(1, std::memory_order_relaxed);
-  auto it = sessions_.emplace(sessions_.end());
+  auto it = sessions_.emplace(sessions_.end(), io_.get_executor());
+  it->place(sessions_, it);
   active_.fetch_add(1, std::memory_order_relaxed);
   metrics_.sessions_active.add();
-  auto body = l.forward == SIZE_MAX ? session::run(std::move(sock), snap_, services_, id, l.proxy_protocol)
-                                    : session::run_forward(std::move(sock), snap_, services_, id, l.forward);
+  auto body = l.forward == SIZE_MAX ? session::run(std::move(sock), snap_, services_, *it, id, l.proxy_protocol)
+                                    : session::run_forward(std::move(sock), snap_, services_, *it, id, l.forward);
   asio::co_spawn(io_, std::move(body),
                  asio::bind_cancellation_slot(it->slot(), [this, it, id](std::exception_ptr e, bool handed_off) {
                    if (e) {
@@ -170,8 +171,8 @@ void worker::spawn_session(tcp::socket sock, const listener& l) {
                  }));
 }
 
-void worker::session_ended(std::list<asio::cancellation_signal>::iterator it, bool handed_off) {
-  sessions_.erase(it);
+void worker::session_ended(session::session_control::list::iterator it, bool handed_off) {
+  it->release();  // erased now, or once its deadline's timer wait has completed
   if (!handed_off) {
     finished();  // else the tunnel reports its own end
   }
@@ -199,8 +200,8 @@ void worker::drain() {
 
 void worker::cancel_sessions() {
   asio::post(io_, [this] {
-    for (auto& sig : sessions_) {
-      sig.emit(asio::cancellation_type::terminal);
+    for (auto& s : sessions_) {
+      s.cancel();
     }
     tunnels_.cancel_all();
   });

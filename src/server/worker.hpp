@@ -67,7 +67,7 @@ class worker {
   tcp::endpoint bind_listener(std::unique_ptr<listener> li, const tcp::endpoint& ep, int backlog);
   boost::asio::awaitable<void> accept_loop(listener& l);
   void spawn_session(tcp::socket sock, const listener& l);
-  void session_ended(std::list<boost::asio::cancellation_signal>::iterator it, bool handed_off);
+  void session_ended(session::session_control::list::iterator it, bool handed_off);
   void finished();  ///< a session (coroutine or tunnel) is over
 
   const unsigned id_;
@@ -90,7 +90,7 @@ class worker {
   std::vector<std::uint8_t> udp_buffer_ = std::vector<std::uint8_t>(65536 + 512);
   session::worker_services services_;
   std::vector<std::unique_ptr<listener>> listeners_;
-  std::list<boost::asio::cancellation_signal> sessions_;  // one per session coroutine
+  session::session_control::list sessions_;  // one per session coroutine (and briefly after)
   std::atomic<std::size_t> active_{0};
   bool draining_ = false;  // loop thread only
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;

@@ -41,6 +41,18 @@ asio::awaitable<void> expiry(asio::steady_timer& timer) {
   (void)ec;
 }
 
+// Ends the session's current phase; true when its deadline passed (and so
+// cancelled what was awaited). The coroutine's cancellation state is then
+// reset, so what follows (a reply saying why) can still run.
+asio::awaitable<bool> phase_expired(session_control& ctl) {
+  ctl.disarm();
+  if (!ctl.expired()) {
+    co_return false;
+  }
+  co_await asio::this_coro::reset_cancellation_state();
+  co_return true;
+}
+
 // The reply for `rc` in the client's protocol. BND is our outbound socket's
 // local address on success, zeros otherwise.
 asio::awaitable<core::error_code> send_reply(tcp::socket& client, client_protocol proto, core::reply_code rc,
@@ -213,7 +225,7 @@ asio::awaitable<session_udp_result> serve_udp(tcp::socket& client, const std::sh
                                               worker_services& svc, policy::request_view view,
                                               const core::ip::address& client_ip, const handshake_result& hs,
                                               const routing::route& route, obs::access_record& rec,
-                                              asio::steady_timer& deadline) {
+                                              session_control& ctl) {
   session_udp_result out;
   const auto& cfg = snap->source;
   policy::refusal refused = policy::refusal::none;
@@ -237,14 +249,13 @@ asio::awaitable<session_udp_result> serve_udp(tcp::socket& client, const std::sh
     co_return out;
   }
   if (route.k == routing::route::kind::chain || route.k == routing::route::kind::pool) {
-    deadline.expires_after(cfg.timeouts.connect);
+    ctl.expires_after(cfg.timeouts.connect);
     const routing::pick_context pick{client_ip, user, rec.target};
-    auto uv = co_await (upstream_udp(route, *snap, svc, pick, upstream_control) || expiry(deadline));
-    if (uv.index() == 1) {
+    auto [uec, relay] = co_await upstream_udp(route, *snap, svc, pick, upstream_control);
+    if (co_await phase_expired(ctl) && uec) {
       out.ec = core::socks_errc::connect_timeout;
       co_return out;
     }
-    auto& [uec, relay] = std::get<0>(uv);
     if (uec) {
       out.ec = uec;
       co_return out;
@@ -455,7 +466,8 @@ struct session_state {
 // once the tunnel is open: an idle tunnel keeps only run()'s small frame.
 asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
                                 const std::shared_ptr<const config::snapshot>& snap, worker_services& svc,
-                                config::proxy_protocol_mode proxy_protocol, session_state& st) {
+                                session_control& ctl, config::proxy_protocol_mode proxy_protocol,
+                                session_state& st) {
   const auto& cfg = snap->source;
   auto& metrics = svc.metrics;
   auto& rec = st.rec;
@@ -469,8 +481,7 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
   }
 
   // One deadline for everything before the request is known.
-  asio::steady_timer deadline(client.get_executor());
-  deadline.expires_after(cfg.timeouts.handshake);
+  ctl.expires_after(cfg.timeouts.handshake);
   auto buf = std::make_unique<handshake_buffer>();
 
   // ---- PROXY protocol header from a load balancer: the real client address
@@ -478,9 +489,9 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
     protocol::proxy::header ph;
     const bool v1 = proxy_protocol != config::proxy_protocol_mode::v2;
     const bool v2 = proxy_protocol != config::proxy_protocol_mode::v1;
-    auto pv = co_await (read_proxy_header(client, *buf, v1, v2, ph) || expiry(deadline));
-    if (pv.index() == 1 || !std::get<0>(pv).is_done()) {
-      const bool timed_out = pv.index() == 1;
+    const auto pr = co_await read_proxy_header(client, *buf, v1, v2, ph);
+    if (!pr.is_done()) {
+      const bool timed_out = ctl.expired();
       metrics.handshakes[0][timed_out ? 2 : 1].inc();
       obs::log().debug("connection from {}: {} PROXY protocol header", rec.client,
                        timed_out ? "no" : "invalid");
@@ -511,11 +522,10 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
   handshake_result hs;
   {
     session_auth auth(snap, svc, client_ip);
-    auto hv = co_await (run_handshake(client, *buf, auth) || expiry(deadline));
-    if (hv.index() == 1) {
+    hs = co_await run_handshake(client, *buf, auth);
+    if (co_await phase_expired(ctl) && hs.ec) {
+      hs = handshake_result{};
       hs.ec = core::socks_errc::handshake_timeout;
-    } else {
-      hs = std::move(std::get<0>(hv));
     }
   }
   rec.proto = to_string(hs.proto);
@@ -599,11 +609,12 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
     auto decision = snap->router.select(rq);
     // A UDP request's DST is a hint, not a target: never resolved for routing.
     if (decision.need_address() && hs.cmd != command::udp_associate) {
-      deadline.expires_after(cfg.timeouts.connect);
-      auto rv = co_await (svc.dns.async_resolve(host_name, nothrow) || expiry(deadline));
-      if (rv.index() == 1) {
+      ctl.expires_after(cfg.timeouts.connect);
+      auto [rec_ec, addrs] = co_await svc.dns.async_resolve(host_name, nothrow);
+      const bool late = co_await phase_expired(ctl);
+      if (late && (rec_ec || addrs.empty())) {
         ec = core::socks_errc::connect_timeout;
-      } else if (auto& [rec_ec, addrs] = std::get<0>(rv); rec_ec || addrs.empty()) {
+      } else if (rec_ec || addrs.empty()) {
         ec = rec_ec ? rec_ec : core::error_code(core::socks_errc::host_not_found);
       } else {
         rq.address = core::unmap(addrs.front());
@@ -625,19 +636,19 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
   auto& member = st.member;
   std::vector<std::uint8_t> early_down;
   if (!ec && hs.cmd == command::connect) {
-    deadline.expires_after(cfg.timeouts.connect);
+    ctl.expires_after(cfg.timeouts.connect);
     const auto dial_started = clock::now();
     dial_request dr{snap.get(), &svc, route, hs.target, host_name, &view,
                     routing::pick_context{client_ip, hs.user != nullptr ? std::string_view(hs.user->name) : "",
                                           rec.target}};
-    auto dv = co_await (dial(dr) || expiry(deadline));
-    if (dv.index() == 1) {
+    auto d = co_await dial(dr);
+    const bool late = co_await phase_expired(ctl);
+    member = std::move(d.member);  // counted as started: the session's end must count it ended
+    if (late && d.ec) {
       ec = core::socks_errc::connect_timeout;
     } else {
-      auto& d = std::get<0>(dv);
       ec = d.ec;
       blocked_by = d.blocked_by.empty() ? blocked_by : d.blocked_by;
-      member = std::move(d.member);
       if (!ec) {
         target = std::move(d.socket);
         rec.dialled = std::move(d.dialled);
@@ -660,7 +671,7 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
   session_udp_result udp_done;
   if (!ec && hs.cmd == command::udp_associate) {
     buf.reset();
-    udp_done = co_await serve_udp(client, snap, svc, view, client_ip, hs, *route, rec, deadline);
+    udp_done = co_await serve_udp(client, snap, svc, view, client_ip, hs, *route, rec, ctl);
     ec = udp_done.ec;
     replied = udp_done.replied;
     reply = udp_done.reply;
@@ -768,7 +779,7 @@ void account(session_state& st, const config::snapshot& snap, worker_services& s
 // target, dial. No SOCKS: a refused target is a close.
 asio::awaitable<void> establish_forward(tcp::socket& client, tcp::socket& target,
                                         const std::shared_ptr<const config::snapshot>& snap, worker_services& svc,
-                                        std::size_t forward_index, session_state& st) {
+                                        session_control& ctl, std::size_t forward_index, session_state& st) {
   const auto& cfg = snap->source;
   auto& metrics = svc.metrics;
   auto& rec = st.rec;
@@ -817,18 +828,17 @@ asio::awaitable<void> establish_forward(tcp::socket& client, tcp::socket& target
   auto& member = st.member;
   std::vector<std::uint8_t> early_down;
   if (!ec) {
-    asio::steady_timer deadline(client.get_executor());
-    deadline.expires_after(cfg.timeouts.connect);
+    ctl.expires_after(cfg.timeouts.connect);
     dial_request dr{snap.get(), &svc, &fwd.r, fwd.target, host_name, &view,
                     routing::pick_context{client_ip, "", rec.target}};
-    auto dv = co_await (dial(dr) || expiry(deadline));
-    if (dv.index() == 1) {
+    auto d = co_await dial(dr);
+    const bool late = co_await phase_expired(ctl);
+    member = std::move(d.member);  // counted as started: the session's end must count it ended
+    if (late && d.ec) {
       ec = core::socks_errc::connect_timeout;
     } else {
-      auto& d = std::get<0>(dv);
       ec = d.ec;
       blocked_by = d.blocked_by.empty() ? blocked_by : d.blocked_by;
-      member = std::move(d.member);
       if (!ec) {
         target = std::move(d.socket);
         rec.dialled = std::move(d.dialled);
@@ -893,7 +903,8 @@ class tunnel final : public tunnel_link {
 // tunnel follows, the sockets and the session_state move to a `tunnel` and
 // this coroutine (with co_spawn's state around it) ends.
 asio::awaitable<bool> serve(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
-                            std::uint64_t id, config::proxy_protocol_mode proxy_protocol, std::size_t forward_index) {
+                            session_control& ctl, std::uint64_t id, config::proxy_protocol_mode proxy_protocol,
+                            std::size_t forward_index) {
   // Cancellation (server shutdown) is handled through error codes below,
   // not by exceptions thrown at the next co_await.
   co_await asio::this_coro::throw_if_cancelled(false);
@@ -902,9 +913,9 @@ asio::awaitable<bool> serve(tcp::socket client, std::shared_ptr<const config::sn
   st.rec.session = id;
   tcp::socket target(client.get_executor());
   if (forward_index == no_forward) {
-    co_await establish(client, target, snap, svc, proxy_protocol, st);
+    co_await establish(client, target, snap, svc, ctl, proxy_protocol, st);
   } else {
-    co_await establish_forward(client, target, snap, svc, forward_index, st);
+    co_await establish_forward(client, target, snap, svc, ctl, forward_index, st);
   }
   if (!st.account) {
     co_return false;
@@ -923,13 +934,57 @@ asio::awaitable<bool> serve(tcp::socket client, std::shared_ptr<const config::sn
 }  // namespace
 
 asio::awaitable<bool> run(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
-                          std::uint64_t id, config::proxy_protocol_mode proxy_protocol) {
-  return serve(std::move(client), std::move(snap), svc, id, proxy_protocol, no_forward);
+                          session_control& ctl, std::uint64_t id, config::proxy_protocol_mode proxy_protocol) {
+  return serve(std::move(client), std::move(snap), svc, ctl, id, proxy_protocol, no_forward);
 }
 
 asio::awaitable<bool> run_forward(tcp::socket client, std::shared_ptr<const config::snapshot> snap,
-                                  worker_services& svc, std::uint64_t id, std::size_t forward_index) {
-  return serve(std::move(client), std::move(snap), svc, id, config::proxy_protocol_mode::off, forward_index);
+                                  worker_services& svc, session_control& ctl, std::uint64_t id,
+                                  std::size_t forward_index) {
+  return serve(std::move(client), std::move(snap), svc, ctl, id, config::proxy_protocol_mode::off, forward_index);
+}
+
+void session_control::expires_after(std::chrono::steady_clock::duration d) {
+  expired_ = false;
+  const auto phase = ++phase_;
+  timer_.expires_after(d);  // a wait still pending completes as aborted
+  ++waits_;
+  timer_.async_wait([this, phase](boost::system::error_code ec) { on_wait(phase, ec); });
+}
+
+void session_control::disarm() noexcept {
+  ++phase_;  // a wait that fired but has not run yet no longer counts
+  timer_.cancel();
+}
+
+void session_control::on_wait(std::uint32_t phase, boost::system::error_code ec) {
+  --waits_;
+  if (released_) {
+    if (waits_ == 0) {
+      owner_->erase(self_);  // the last reference to this record
+    }
+    return;
+  }
+  if (!ec && phase == phase_) {
+    expired_ = true;
+    cancel();
+    // A cancellation that comes while no operation is pending (one has just
+    // completed, the coroutine has not resumed yet) cancels nothing, and
+    // the next operation would run without a deadline. Until the phase
+    // ends, keep cancelling whatever the session awaits.
+    using namespace std::chrono_literals;
+    timer_.expires_after(10ms);
+    ++waits_;
+    timer_.async_wait([this, phase](boost::system::error_code e) { on_wait(phase, e); });
+  }
+}
+
+void session_control::release() noexcept {
+  released_ = true;
+  disarm();
+  if (waits_ == 0) {
+    owner_->erase(self_);
+  }
 }
 
 tunnel_set::~tunnel_set() {

@@ -16,13 +16,17 @@
 #include "upstream/resolver.hpp"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/intrusive/list.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 
 namespace cs::session {
@@ -79,6 +83,62 @@ class tunnel_set {
   std::function<void()> on_ended_;
 };
 
+/// One session's cancellation and phase deadline (loop thread only). Owned
+/// by its worker in a list, it outlives the session's coroutine: the
+/// coroutine is spawned bound to slot(), so emitting the signal cancels
+/// whatever operation the coroutine awaits, however deeply nested. Server
+/// shutdown emits it through cancel(); a phase deadline (handshake,
+/// connect) emits it from one timer wait. That replaces an `op || timer`
+/// parallel group per phase (two spawned coroutines, their cancellation
+/// state and the group's), which profiles showed on every session.
+class session_control {
+ public:
+  using list = std::list<session_control>;
+
+  explicit session_control(const boost::asio::any_io_executor& ex) : timer_(ex) {}
+  session_control(const session_control&) = delete;
+  session_control& operator=(const session_control&) = delete;
+
+  /// Where it lives; set once by the owner right after creating it.
+  void place(list& owner, list::iterator self) noexcept {
+    owner_ = &owner;
+    self_ = self;
+  }
+  boost::asio::cancellation_slot slot() noexcept { return signal_.slot(); }
+  /// Cancels what the session awaits now (server shutdown). Nothing once
+  /// the session has ended.
+  void cancel() {
+    if (!released_) {
+      signal_.emit(boost::asio::cancellation_type::terminal);
+    }
+  }
+
+  /// Starts a phase: what the session awaits `d` from now is cancelled, and
+  /// expired() says so. A new phase replaces the previous one's deadline.
+  void expires_after(std::chrono::steady_clock::duration d);
+  /// Ends the phase: its deadline no longer applies.
+  void disarm() noexcept;
+  /// The current (or just ended) phase's deadline passed.
+  bool expired() const noexcept { return expired_; }
+
+  /// The session has ended: erases this record from its list now or, when
+  /// a timer wait is still queued (its handler refers to the record), as
+  /// soon as that wait completes. `*this` may be gone on return.
+  void release() noexcept;
+
+ private:
+  void on_wait(std::uint32_t phase, boost::system::error_code ec);
+
+  boost::asio::cancellation_signal signal_;
+  boost::asio::steady_timer timer_;
+  list* owner_ = nullptr;
+  list::iterator self_;
+  std::uint32_t phase_ = 0;  ///< the timer wait that may still expire the phase
+  std::uint32_t waits_ = 0;  ///< timer waits not yet completed
+  bool expired_ = false;
+  bool released_ = false;
+};
+
 /// Long-lived per-worker services a session borrows. Owned by server/ and
 /// outliving every session on that worker.
 struct worker_services {
@@ -96,18 +156,20 @@ struct worker_services {
 
 /// Runs a session on the calling worker's loop up to its tunnel. Never throws
 /// for network or protocol events; honours cancellation (server shutdown).
+/// The coroutine must be spawned bound to `ctl.slot()`; `ctl` outlives it.
 /// Returns true when the session went on as a tunnel in `svc.tunnels`
 /// (which reports its end), false when it ended here.
 /// `proxy_protocol`: the listener expects a PROXY header before SOCKS.
 boost::asio::awaitable<bool> run(boost::asio::ip::tcp::socket client,
                                  std::shared_ptr<const config::snapshot> snap, worker_services& svc,
-                                 std::uint64_t id, config::proxy_protocol_mode proxy_protocol);
+                                 session_control& ctl, std::uint64_t id,
+                                 config::proxy_protocol_mode proxy_protocol);
 
 /// A plain TCP connection on a `port_forward` listener: relayed to the
 /// entry's fixed target, through its upstream/chain/pool if any (seeds/004,
 /// "PPP → DCS"). The ACL applies to the target as for SOCKS clients.
 boost::asio::awaitable<bool> run_forward(boost::asio::ip::tcp::socket client,
                                          std::shared_ptr<const config::snapshot> snap, worker_services& svc,
-                                         std::uint64_t id, std::size_t forward_index);
+                                         session_control& ctl, std::uint64_t id, std::size_t forward_index);
 
 }  // namespace cs::session
