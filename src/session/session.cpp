@@ -41,18 +41,6 @@ asio::awaitable<void> expiry(asio::steady_timer& timer) {
   (void)ec;
 }
 
-// Ends the session's current phase; true when its deadline passed (and so
-// cancelled what was awaited). The coroutine's cancellation state is then
-// reset, so what follows (a reply saying why) can still run.
-asio::awaitable<bool> phase_expired(session_control& ctl) {
-  ctl.disarm();
-  if (!ctl.expired()) {
-    co_return false;
-  }
-  co_await asio::this_coro::reset_cancellation_state();
-  co_return true;
-}
-
 // The reply for `rc` in the client's protocol. BND is our outbound socket's
 // local address on success, zeros otherwise.
 asio::awaitable<core::error_code> send_reply(tcp::socket& client, client_protocol proto, core::reply_code rc,
@@ -252,7 +240,7 @@ asio::awaitable<session_udp_result> serve_udp(tcp::socket& client, const std::sh
     ctl.expires_after(cfg.timeouts.connect);
     const routing::pick_context pick{client_ip, user, rec.target};
     auto [uec, relay] = co_await upstream_udp(route, *snap, svc, pick, upstream_control);
-    if (co_await phase_expired(ctl) && uec) {
+    if (ctl.end_phase() && uec) {
       out.ec = core::socks_errc::connect_timeout;
       co_return out;
     }
@@ -523,7 +511,7 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
   {
     session_auth auth(snap, svc, client_ip);
     hs = co_await run_handshake(client, *buf, auth);
-    if (co_await phase_expired(ctl) && hs.ec) {
+    if (ctl.end_phase() && hs.ec) {
       hs = handshake_result{};
       hs.ec = core::socks_errc::handshake_timeout;
     }
@@ -611,7 +599,7 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
     if (decision.need_address() && hs.cmd != command::udp_associate) {
       ctl.expires_after(cfg.timeouts.connect);
       auto [rec_ec, addrs] = co_await svc.dns.async_resolve(host_name, nothrow);
-      const bool late = co_await phase_expired(ctl);
+      const bool late = ctl.end_phase();
       if (late && (rec_ec || addrs.empty())) {
         ec = core::socks_errc::connect_timeout;
       } else if (rec_ec || addrs.empty()) {
@@ -642,7 +630,7 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
                     routing::pick_context{client_ip, hs.user != nullptr ? std::string_view(hs.user->name) : "",
                                           rec.target}};
     auto d = co_await dial(dr);
-    const bool late = co_await phase_expired(ctl);
+    const bool late = ctl.end_phase();
     member = std::move(d.member);  // counted as started: the session's end must count it ended
     if (late && d.ec) {
       ec = core::socks_errc::connect_timeout;
@@ -832,7 +820,7 @@ asio::awaitable<void> establish_forward(tcp::socket& client, tcp::socket& target
     dial_request dr{snap.get(), &svc, &fwd.r, fwd.target, host_name, &view,
                     routing::pick_context{client_ip, "", rec.target}};
     auto d = co_await dial(dr);
-    const bool late = co_await phase_expired(ctl);
+    const bool late = ctl.end_phase();
     member = std::move(d.member);  // counted as started: the session's end must count it ended
     if (late && d.ec) {
       ec = core::socks_errc::connect_timeout;

@@ -120,6 +120,13 @@ class session_control {
   void disarm() noexcept;
   /// The current (or just ended) phase's deadline passed.
   bool expired() const noexcept { return expired_; }
+  /// disarm(), then expired(). After an expiry the coroutine's cancellation
+  /// state stays "cancelled"; sessions run with throw_if_cancelled(false),
+  /// so that only records it and what follows (a reply saying why) runs.
+  bool end_phase() noexcept {
+    disarm();
+    return expired_;
+  }
 
   /// The session has ended: erases this record from its list now or, when
   /// a timer wait is still queued (its handler refers to the record), as

@@ -7,6 +7,8 @@
 #include "test_support.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <gtest/gtest.h>
@@ -66,15 +68,25 @@ TEST_F(SessionControlTest, DeadlineCancelsTheAwaitedOperation) {
   auto [a, b] = socket_pair(io);
   auto& ctl = add();
   cs::core::error_code ec;
+  cs::core::error_code after;
+  bool late = false;
   const auto t0 = clock_type::now();
   ASSERT_TRUE(run_session(ctl, [&]() -> asio::awaitable<void> {
     co_await asio::this_coro::throw_if_cancelled(false);
     ctl.expires_after(milliseconds(50));
     ec = co_await read_nothing(a);
+    late = ctl.end_phase();
+    // What follows a timeout (the reply saying so) still runs.
+    const std::array<char, 2> reply{5, 6};
+    std::tie(after, std::ignore) = co_await asio::async_write(a, asio::buffer(reply), nothrow);
   }()));
   EXPECT_EQ(ec, asio::error::operation_aborted) << ec.message();
-  EXPECT_TRUE(ctl.expired());
+  EXPECT_TRUE(late);
   EXPECT_GE(clock_type::now() - t0, milliseconds(50)) << "cancelled before its deadline";
+  EXPECT_FALSE(after) << "the write after the timeout failed: " << after.message();
+  std::array<char, 2> got{};
+  EXPECT_EQ(asio::read(b, asio::buffer(got)), 2u);
+  EXPECT_EQ(got[1], 6);
 }
 
 TEST_F(SessionControlTest, ExpiryWhileNothingCancellableIsPendingStillCancelsWhatFollows) {
