@@ -7,13 +7,13 @@
 #include "obs/prometheus.hpp"
 #include "server/file_watch.hpp"
 #include "server/health.hpp"
+#include "server/signals.hpp"
 #include "server/system.hpp"
 #include "server/worker.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -39,7 +39,7 @@ class control_plane {
   control_plane(const config::source& src, config::settings loaded, std::shared_ptr<const config::snapshot> snap)
       : src_(src), raw_(std::move(loaded)), current_(std::move(snap)), watch_(io_, [this] { reload("file change"); }),
         health_(io_, current_->source.dns),
-        deadline_(io_), open_warning_(io_), signals_(io_, SIGINT, SIGTERM, SIGHUP) {
+        deadline_(io_), open_warning_(io_) {
     fingerprint_ = files_fingerprint(current_->source);
   }
 
@@ -468,6 +468,9 @@ class control_plane {
   config::settings raw_;  ///< the current generation's settings as loaded
   std::shared_ptr<const config::snapshot> current_;
   asio::io_context io_{1};
+  // Before shared_ (the hash pool's threads) and the workers: every thread
+  // started after this inherits the mask that leaves these to the signalfd.
+  signal_stream signals_{io_, {SIGINT, SIGTERM, SIGHUP}};
   session::shared_services shared_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::vector<tcp::endpoint> listeners_;
@@ -476,7 +479,6 @@ class control_plane {
   health_checker health_;
   asio::steady_timer deadline_;
   asio::steady_timer open_warning_;
-  asio::signal_set signals_;
   std::size_t fingerprint_ = 0;
   std::size_t drained_ = 0;
   bool ready_ = false;
