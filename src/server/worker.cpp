@@ -122,8 +122,9 @@ void worker::start() {
 asio::awaitable<void> worker::accept_loop(listener& l) {
   auto& acceptor = l.acceptor;
   asio::steady_timer backoff(io_);
+  tcp::endpoint peer;  // filled by accept() itself: no getpeername() per session
   for (;;) {
-    auto [ec, sock] = co_await acceptor.async_accept(nothrow);
+    auto [ec, sock] = co_await acceptor.async_accept(peer, nothrow);
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
       co_return;
     }
@@ -143,18 +144,18 @@ asio::awaitable<void> worker::accept_loop(listener& l) {
     metrics_.connections_accepted.inc();
     core::error_code ignored;
     sock.set_option(tcp::no_delay(true), ignored);
-    spawn_session(std::move(sock), l);
+    spawn_session(std::move(sock), peer, l);
   }
 }
 
-void worker::spawn_session(tcp::socket sock, const listener& l) {
+void worker::spawn_session(tcp::socket sock, const tcp::endpoint& peer, const listener& l) {
   const auto id = next_session_id.fetch_add(1, std::memory_order_relaxed);
   auto it = sessions_.emplace(sessions_.end(), io_.get_executor());
   it->place(sessions_, it);
   active_.fetch_add(1, std::memory_order_relaxed);
   metrics_.sessions_active.add();
-  auto body = l.forward == SIZE_MAX ? session::run(std::move(sock), snap_, services_, *it, id, l.proxy_protocol)
-                                    : session::run_forward(std::move(sock), snap_, services_, *it, id, l.forward);
+  auto body = l.forward == SIZE_MAX ? session::run(std::move(sock), peer, snap_, services_, *it, id, l.proxy_protocol)
+                                    : session::run_forward(std::move(sock), peer, snap_, services_, *it, id, l.forward);
   asio::co_spawn(io_, std::move(body),
                  asio::bind_cancellation_slot(it->slot(), [this, it, id](std::exception_ptr e, bool handed_off) {
                    if (e) {

@@ -66,7 +66,7 @@ class worker {
   };
   tcp::endpoint bind_listener(std::unique_ptr<listener> li, const tcp::endpoint& ep, int backlog);
   boost::asio::awaitable<void> accept_loop(listener& l);
-  void spawn_session(tcp::socket sock, const listener& l);
+  void spawn_session(tcp::socket sock, const tcp::endpoint& peer, const listener& l);
   void session_ended(session::session_control::list::iterator it, bool handed_off);
   void finished();  ///< a session (coroutine or tunnel) is over
 

@@ -452,7 +452,7 @@ struct session_state {
 // route, dial, reply (and UDP ASSOCIATE / BIND, which reply themselves).
 // Its frame is large (buffers, parse results, the dial's state) and is gone
 // once the tunnel is open: an idle tunnel keeps only run()'s small frame.
-asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
+asio::awaitable<void> establish(tcp::socket& client, const tcp::endpoint& peer, tcp::socket& target,
                                 const std::shared_ptr<const config::snapshot>& snap, worker_services& svc,
                                 session_control& ctl, config::proxy_protocol_mode proxy_protocol,
                                 session_state& st) {
@@ -460,13 +460,8 @@ asio::awaitable<void> establish(tcp::socket& client, tcp::socket& target,
   auto& metrics = svc.metrics;
   auto& rec = st.rec;
   rec.route = "direct";
-  core::ip::address client_ip;
-  {
-    core::error_code ec;
-    const auto peer = client.remote_endpoint(ec);
-    client_ip = core::unmap(peer.address());
-    rec.client = ec ? std::string("?") : core::to_string(peer);
-  }
+  core::ip::address client_ip = core::unmap(peer.address());
+  rec.client = core::to_string(peer);
 
   // One deadline for everything before the request is known.
   ctl.expires_after(cfg.timeouts.handshake);
@@ -765,7 +760,7 @@ void account(session_state& st, const config::snapshot& snap, worker_services& s
 
 // A port_forward connection up to its relay: admission, ACL on the fixed
 // target, dial. No SOCKS: a refused target is a close.
-asio::awaitable<void> establish_forward(tcp::socket& client, tcp::socket& target,
+asio::awaitable<void> establish_forward(tcp::socket& client, const tcp::endpoint& peer, tcp::socket& target,
                                         const std::shared_ptr<const config::snapshot>& snap, worker_services& svc,
                                         session_control& ctl, std::size_t forward_index, session_state& st) {
   const auto& cfg = snap->source;
@@ -773,13 +768,8 @@ asio::awaitable<void> establish_forward(tcp::socket& client, tcp::socket& target
   auto& rec = st.rec;
   rec.proto = "forward";
   rec.command = "connect";
-  core::ip::address client_ip;
-  {
-    core::error_code pec;
-    const auto peer = client.remote_endpoint(pec);
-    client_ip = core::unmap(peer.address());
-    rec.client = pec ? std::string("?") : core::to_string(peer);
-  }
+  const core::ip::address client_ip = core::unmap(peer.address());
+  rec.client = core::to_string(peer);
   const auto& forwards = snap->router.forwards();
   if (forward_index >= forwards.size()) {
     co_return;  // the entry went away in a reload
@@ -890,7 +880,8 @@ class tunnel final : public tunnel_link {
 // A session up to its tunnel: establishing runs in a frame of its own; if a
 // tunnel follows, the sockets and the session_state move to a `tunnel` and
 // this coroutine (with co_spawn's state around it) ends.
-asio::awaitable<bool> serve(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+asio::awaitable<bool> serve(tcp::socket client, tcp::endpoint peer, std::shared_ptr<const config::snapshot> snap,
+                            worker_services& svc,
                             session_control& ctl, std::uint64_t id, config::proxy_protocol_mode proxy_protocol,
                             std::size_t forward_index) {
   // Cancellation (server shutdown) is handled through error codes below,
@@ -901,9 +892,9 @@ asio::awaitable<bool> serve(tcp::socket client, std::shared_ptr<const config::sn
   st.rec.session = id;
   tcp::socket target(client.get_executor());
   if (forward_index == no_forward) {
-    co_await establish(client, target, snap, svc, ctl, proxy_protocol, st);
+    co_await establish(client, peer, target, snap, svc, ctl, proxy_protocol, st);
   } else {
-    co_await establish_forward(client, target, snap, svc, ctl, forward_index, st);
+    co_await establish_forward(client, peer, target, snap, svc, ctl, forward_index, st);
   }
   if (!st.account) {
     co_return false;
@@ -921,15 +912,16 @@ asio::awaitable<bool> serve(tcp::socket client, std::shared_ptr<const config::sn
 
 }  // namespace
 
-asio::awaitable<bool> run(tcp::socket client, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
-                          session_control& ctl, std::uint64_t id, config::proxy_protocol_mode proxy_protocol) {
-  return serve(std::move(client), std::move(snap), svc, ctl, id, proxy_protocol, no_forward);
+asio::awaitable<bool> run(tcp::socket client, tcp::endpoint peer, std::shared_ptr<const config::snapshot> snap,
+                          worker_services& svc, session_control& ctl, std::uint64_t id,
+                          config::proxy_protocol_mode proxy_protocol) {
+  return serve(std::move(client), peer, std::move(snap), svc, ctl, id, proxy_protocol, no_forward);
 }
 
-asio::awaitable<bool> run_forward(tcp::socket client, std::shared_ptr<const config::snapshot> snap,
+asio::awaitable<bool> run_forward(tcp::socket client, tcp::endpoint peer, std::shared_ptr<const config::snapshot> snap,
                                   worker_services& svc, session_control& ctl, std::uint64_t id,
                                   std::size_t forward_index) {
-  return serve(std::move(client), std::move(snap), svc, ctl, id, config::proxy_protocol_mode::off, forward_index);
+  return serve(std::move(client), peer, std::move(snap), svc, ctl, id, config::proxy_protocol_mode::off, forward_index);
 }
 
 void session_control::expires_after(std::chrono::steady_clock::duration d) {

@@ -166,8 +166,9 @@ struct worker_services {
 /// The coroutine must be spawned bound to `ctl.slot()`; `ctl` outlives it.
 /// Returns true when the session went on as a tunnel in `svc.tunnels`
 /// (which reports its end), false when it ended here.
+/// `peer`: the client's address as accept() returned it.
 /// `proxy_protocol`: the listener expects a PROXY header before SOCKS.
-boost::asio::awaitable<bool> run(boost::asio::ip::tcp::socket client,
+boost::asio::awaitable<bool> run(boost::asio::ip::tcp::socket client, boost::asio::ip::tcp::endpoint peer,
                                  std::shared_ptr<const config::snapshot> snap, worker_services& svc,
                                  session_control& ctl, std::uint64_t id,
                                  config::proxy_protocol_mode proxy_protocol);
@@ -176,7 +177,7 @@ boost::asio::awaitable<bool> run(boost::asio::ip::tcp::socket client,
 /// entry's fixed target, through its upstream/chain/pool if any (seeds/004,
 /// "PPP → DCS"). The ACL applies to the target as for SOCKS clients.
 boost::asio::awaitable<bool> run_forward(boost::asio::ip::tcp::socket client,
-                                         std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+                                         boost::asio::ip::tcp::endpoint peer, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
                                          session_control& ctl, std::uint64_t id, std::size_t forward_index);
 
 }  // namespace cs::session
