@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 namespace cs::relay {
 
@@ -15,6 +16,25 @@ void close_pair(pipe_pair p) noexcept {
   ::close(p.write_fd);
 }
 }  // namespace
+
+idle_pipe_caps idle_pipe_caps_for(unsigned workers) noexcept {
+  const std::size_t w = workers == 0 ? 1 : workers;
+  auto clamp = [](std::size_t v, std::size_t lo, std::size_t hi) { return v < lo ? lo : v > hi ? hi : v; };
+  // 256 default pipes (4,096 pages) and 32 grown ones (a further 1,536)
+  // across all workers, never fewer than 4 and 1 per worker: at 64 workers
+  // that is 7,168 pages, 44 % of the default budget.
+  return {clamp(256 / w, 4, 64), clamp(32 / w, 1, 8)};
+}
+
+pipe_pool::pipe_pool(std::size_t max_idle, std::size_t grow_to, std::size_t max_idle_grown,
+                     std::function<void(std::uint32_t)> on_limited)
+    : max_idle_(max_idle),
+      max_idle_grown_(max_idle_grown),
+      grow_to_(grow_to),
+      minimum_(2 * static_cast<std::uint32_t>(::sysconf(_SC_PAGESIZE))),
+      on_limited_(std::move(on_limited)) {
+  idle_.reserve(max_idle_);  // release() never allocates
+}
 
 pipe_pool::~pipe_pool() {
   for (auto p : idle_) {
@@ -38,8 +58,17 @@ pipe_pair pipe_pool::acquire(core::error_code& ec) noexcept {
     return {};
   }
   const int size = ::fcntl(fds[1], F_GETPIPE_SZ);
-  ++created_;
+  bump(created_);
   const auto capacity = static_cast<std::uint32_t>(size > 0 ? size : 4096);
+  if (size > 0 && capacity <= minimum_) {
+    // The kernel's answer to a user over fs.pipe-user-pages-soft (or an
+    // fs.pipe-max-size this small): still correct, but each splice moves
+    // at most this much.
+    if (limited() == 0 && on_limited_) {
+      on_limited_(capacity);
+    }
+    bump(limited_);
+  }
   return {fds[0], fds[1], capacity, size > 0 ? capacity : 0};
 }
 
@@ -50,9 +79,10 @@ void pipe_pool::grow(pipe_pair& p) noexcept {
   const int size = ::fcntl(p.write_fd, F_SETPIPE_SZ, static_cast<int>(grow_to_));
   if (size > 0) {
     p.capacity = static_cast<std::uint32_t>(size);
-    ++grown_;
+    bump(grown_);
   } else {
     p.base = 0;  // refused: do not ask again for this pipe
+    bump(grow_refused_);
   }
 }
 

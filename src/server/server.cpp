@@ -489,13 +489,16 @@ class control_plane {
 
 std::string control_plane::metrics_text() const {
   obs::prometheus_text t;
-  auto sum = [this](auto field) {
+  // Sums a field over the workers: of their metrics (sum) or their pipe pools.
+  auto over_workers = [this](auto part, auto field) {
     std::uint64_t v = 0;
     for (const auto& w : workers_) {
-      v += field(w->metrics());
+      v += field(part(*w));
     }
     return v;
   };
+  auto sum = [&](auto field) { return over_workers([](const worker& w) -> auto& { return w.metrics(); }, field); };
+  auto pipes = [&](auto field) { return over_workers([](const worker& w) -> auto& { return w.pipes(); }, field); };
   t.family("cleversocks_build_info", "gauge", "Build information.");
   t.sample("cleversocks_build_info", {{"version", CS_VERSION_STRING}}, std::uint64_t{1});
   t.family("cleversocks_start_time_seconds", "gauge", "Start time of the process, Unix time.");
@@ -557,6 +560,16 @@ std::string control_plane::metrics_text() const {
   t.family("cleversocks_relayed_bytes_total", "counter", "Bytes relayed, by direction (up: client to target).");
   t.sample("cleversocks_relayed_bytes_total", {{"direction", "up"}}, sum([](const auto& m) { return m.bytes_up.value(); }));
   t.sample("cleversocks_relayed_bytes_total", {{"direction", "down"}}, sum([](const auto& m) { return m.bytes_down.value(); }));
+  t.family("cleversocks_relay_pipes_created_total", "counter", "Pipes created for splice relaying (idle ones are reused).");
+  t.sample("cleversocks_relay_pipes_created_total", pipes([](const auto& p) { return p.created(); }));
+  t.family("cleversocks_relay_pipes_limited_total", "counter",
+           "Pipes the kernel created at its minimum size (2 pages): this user's pipe buffers exceed "
+           "fs.pipe-user-pages-soft, so splice relaying is slower.");
+  t.sample("cleversocks_relay_pipes_limited_total", pipes([](const auto& p) { return p.limited(); }));
+  t.family("cleversocks_relay_pipe_grow_refused_total", "counter",
+           "Times the kernel refused to grow a busy pipe to relay.pipe_size (fs.pipe-max-size, "
+           "fs.pipe-user-pages-soft).");
+  t.sample("cleversocks_relay_pipe_grow_refused_total", pipes([](const auto& p) { return p.grow_refused(); }));
 
   auto hist = [&](std::string_view name, std::string_view help, auto pick) {
     t.family(name, "histogram", help);

@@ -25,6 +25,23 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 std::atomic<std::uint64_t> next_session_id{1};
 
+// Once per process, from whichever worker sees it first.
+void warn_pipes_limited(std::uint32_t capacity) {
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true, std::memory_order_relaxed)) {
+    obs::log().warn(
+        "relay: the kernel now creates pipes of {} bytes only: this user's pipe buffers exceed "
+        "fs.pipe-user-pages-soft, so each splice moves less and bulk transfers are slower. Raise the "
+        "sysctl or grant CAP_SYS_RESOURCE (cleversocks_relay_pipes_limited_total counts such pipes)",
+        capacity);
+  }
+}
+
+relay::pipe_pool make_pipe_pool(const config::settings& s) {
+  const auto caps = relay::idle_pipe_caps_for(s.workers);
+  return relay::pipe_pool(caps.max_idle, s.relay.pipe_size, caps.max_idle_grown, warn_pipes_limited);
+}
+
 bool out_of_resources(const core::error_code& ec) {
   return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
          ec == asio::error::no_memory || ec.value() == ENFILE;
@@ -34,7 +51,7 @@ bool out_of_resources(const core::error_code& ec) {
 worker::worker(unsigned id, std::shared_ptr<const config::snapshot> snap, session::shared_services& shared,
                std::function<void()> on_drained)
     : id_(id), on_drained_(std::move(on_drained)), snap_(std::move(snap)),
-      pipes_(64, snap_->source.relay.pipe_size),
+      pipes_(make_pipe_pool(snap_->source)),
       buffers_(snap_->source.relay.chunk),
       dns_(std::make_unique<upstream::resolver>(io_.get_executor(), snap_->source.dns)),
       services_{id_, *dns_, pipes_, buffers_, idle_, tunnels_, metrics_, auth_cache_, shared, udp_buffer_},

@@ -56,6 +56,7 @@ class worker {
 
   std::size_t active_sessions() const noexcept { return active_.load(std::memory_order_relaxed); }
   const obs::worker_metrics& metrics() const noexcept { return metrics_; }
+  const relay::pipe_pool& pipes() const noexcept { return pipes_; }
   const upstream::resolver_stats& dns_stats() const noexcept { return dns_->stats(); }
 
  private:

@@ -209,6 +209,11 @@ def test_exact_counters_after_a_known_set_of_sessions(ops):
                  "address_type_not_supported": 0}, "replies_total")
         assert value(m, "cleversocks_relayed_bytes_total", direction="up") == up
         assert value(m, "cleversocks_relayed_bytes_total", direction="down") == down
+        # splice relay (the default): pipes only while bytes are in flight,
+        # reused once idle; the proxy runs as root, whose pipes are never limited
+        assert 1 <= value(m, "cleversocks_relay_pipes_created_total") <= 2 * n_ok
+        assert value(m, "cleversocks_relay_pipes_limited_total") == 0
+        assert value(m, "cleversocks_relay_pipe_grow_refused_total") == 0
         assert series(m, "cleversocks_user_sessions_total") == {(("user", user),): n_ok + n_denied}
         assert value(m, "cleversocks_user_bytes_total", user=user, direction="up") == up
         assert value(m, "cleversocks_user_bytes_total", user=user, direction="down") == down

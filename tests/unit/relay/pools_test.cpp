@@ -1,10 +1,15 @@
 #include "relay/pools.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -159,6 +164,101 @@ TEST(PipePool, NoGrowthWhenNotAsked) {
   EXPECT_EQ(pool.grown(), 0u);
   EXPECT_EQ(p.capacity, base);
   pool.release(p, true);
+}
+
+TEST(IdlePipeCaps, ShrinkWithWorkersSoIdlePipesStayUnderHalfTheDefaultBudget) {
+  using cs::relay::idle_pipe_caps_for;
+  EXPECT_EQ(idle_pipe_caps_for(0).max_idle, 64u);  // 0 is treated as 1
+  EXPECT_EQ(idle_pipe_caps_for(1).max_idle, 64u);
+  EXPECT_EQ(idle_pipe_caps_for(1).max_idle_grown, 8u);
+  EXPECT_EQ(idle_pipe_caps_for(16).max_idle, 16u);
+  EXPECT_EQ(idle_pipe_caps_for(16).max_idle_grown, 2u);
+  EXPECT_EQ(idle_pipe_caps_for(1000).max_idle, 4u);
+  EXPECT_EQ(idle_pipe_caps_for(1000).max_idle_grown, 1u);
+  // Pages held by idle pipes across all workers, 4 KiB pages: a default
+  // pipe is 16, a grown one (256 KiB) 64. The default soft budget is 16,384.
+  for (unsigned w = 1; w <= 64; ++w) {
+    const auto c = idle_pipe_caps_for(w);
+    EXPECT_GE(c.max_idle, c.max_idle_grown) << w;
+    EXPECT_LE(w * (c.max_idle * 16 + c.max_idle_grown * 48), 16384u / 2) << w << " workers";
+  }
+}
+
+long read_long(const char* path) {
+  std::ifstream f(path);
+  long v = -1;
+  f >> v;
+  return v;
+}
+
+// The kernel's answer to an unprivileged user whose pipes exceed
+// fs.pipe-user-pages-soft: new pipes of 2 pages that cannot grow. A child
+// process becomes `nobody` and creates pipes through a pool until that
+// happens. Root is never limited, so this needs root to change user.
+TEST(PipePool, CountsAndReportsPipesTheKernelLimitsForAnUnprivilegedUser) {
+  const long soft = read_long("/proc/sys/fs/pipe-user-pages-soft");
+  if (soft <= 0) {
+    GTEST_SKIP() << "fs.pipe-user-pages-soft is 0 (no limit) here";
+  }
+  const long needed = soft / 16 + 64;  // default pipes are 16 pages
+  rlimit nofile{};
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  if (::geteuid() != 0 || nofile.rlim_max < static_cast<rlim_t>(2 * needed + 64)) {
+    GTEST_SKIP() << "needs root (to become nobody) and " << 2 * needed + 64 << " descriptors";
+  }
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Exit codes name the step that failed (the parent reports them).
+    nofile.rlim_cur = nofile.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0 || ::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 ||
+        ::setuid(65534) != 0) {
+      ::_exit(10);
+    }
+    std::vector<std::uint32_t> reported;
+    pipe_pool pool(64, 256 * 1024, 8, [&](std::uint32_t capacity) { reported.push_back(capacity); });
+    std::vector<pipe_pair> held;
+    cs::core::error_code ec;
+    const auto minimum = static_cast<std::uint32_t>(2 * ::sysconf(_SC_PAGESIZE));
+    for (long i = 0; i < needed && pool.limited() == 0; ++i) {
+      held.push_back(pool.acquire(ec));
+      if (ec) {
+        ::_exit(11);
+      }
+    }
+    if (pool.limited() != 1 || held.back().capacity != minimum) {
+      ::_exit(12);  // never limited, or the limited pipe is not 2 pages
+    }
+    if (held.front().capacity <= minimum) {
+      ::_exit(13);  // the first pipe was already limited: the budget was spent before we began
+    }
+    if (reported.size() != 1 || reported[0] != minimum) {
+      ::_exit(14);  // on_limited: once, with the size
+    }
+    pool.grow(held.back());
+    if (pool.grow_refused() != 1 || held.back().capacity != minimum) {
+      ::_exit(15);  // grow must be refused and leave the pipe as it is
+    }
+    held.push_back(pool.acquire(ec));
+    if (ec || pool.limited() != 2 || reported.size() != 1) {
+      ::_exit(16);  // counted again, reported once
+    }
+    // A limited pipe still relays: 2 pages in, the same 2 pages out.
+    std::vector<char> in(minimum, 'x');
+    std::vector<char> out(minimum);
+    if (::write(held.back().write_fd, in.data(), in.size()) != static_cast<ssize_t>(in.size()) ||
+        ::read(held.back().read_fd, out.data(), out.size()) != static_cast<ssize_t>(out.size()) || in != out) {
+      ::_exit(17);
+    }
+    for (auto p : held) {
+      pool.release(p, false);  // closes them: the budget is the machine's
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child ended by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "failed step (see the child's exit codes)";
 }
 
 TEST(BufferPool, ReusesAndCaps) {
