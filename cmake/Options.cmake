@@ -7,11 +7,7 @@ target_compile_options(cs_options INTERFACE -Wall -Wextra -Wpedantic -Wshadow -W
 target_compile_definitions(cs_options INTERFACE
   BOOST_ASIO_NO_DEPRECATED            # must also build on Boost >= 1.87
   BOOST_ASIO_DISABLE_BOOST_COROUTINE
-  BOOST_ASIO_NO_TS_EXECUTORS
-  # Asio keeps 2 freed handler/coroutine-frame blocks per thread and purpose
-  # by default; a session's ~20 differently sized frames then miss it and go
-  # to malloc. 16 halves the allocations per session (bench/README.md).
-  BOOST_ASIO_RECYCLING_ALLOCATOR_CACHE_SIZE=16)
+  BOOST_ASIO_NO_TS_EXECUTORS)
 
 if(CS_SANITIZE)
   message(STATUS "Sanitizers: ${CS_SANITIZE}")
