@@ -193,8 +193,10 @@ long read_long(const char* path) {
 
 // The kernel's answer to an unprivileged user whose pipes exceed
 // fs.pipe-user-pages-soft: new pipes of 2 pages that cannot grow. A child
-// process becomes `nobody` and creates pipes through a pool until that
-// happens. Root is never limited, so this needs root to change user.
+// process becomes an unused user and creates pipes through a pool until
+// that happens. Root is never limited, so this needs root to change user.
+// The budget is per user: the uid is not nobody's, which the integration
+// test (ops/test_pipe_budget.py) spends, perhaps at the same time.
 TEST(PipePool, CountsAndReportsPipesTheKernelLimitsForAnUnprivilegedUser) {
   const long soft = read_long("/proc/sys/fs/pipe-user-pages-soft");
   if (soft <= 0) {
@@ -204,15 +206,16 @@ TEST(PipePool, CountsAndReportsPipesTheKernelLimitsForAnUnprivilegedUser) {
   rlimit nofile{};
   ::getrlimit(RLIMIT_NOFILE, &nofile);
   if (::geteuid() != 0 || nofile.rlim_max < static_cast<rlim_t>(2 * needed + 64)) {
-    GTEST_SKIP() << "needs root (to become nobody) and " << 2 * needed + 64 << " descriptors";
+    GTEST_SKIP() << "needs root (to change user) and " << 2 * needed + 64 << " descriptors";
   }
+  constexpr unsigned unused_id = 64999;  // no account needed: the kernel budgets by uid
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     // Exit codes name the step that failed (the parent reports them).
     nofile.rlim_cur = nofile.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0 || ::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 ||
-        ::setuid(65534) != 0) {
+    if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0 || ::setgroups(0, nullptr) != 0 || ::setgid(unused_id) != 0 ||
+        ::setuid(unused_id) != 0) {
       ::_exit(10);
     }
     std::vector<std::uint32_t> reported;
