@@ -10,6 +10,10 @@
 // not lost: it waits in the descriptor. (Asynchronous handlers are also
 // where ThreadSanitizer defers delivery, which lost a SIGINT in testing.)
 //
+// Standard signals do not queue: the same signal sent twice before the loop
+// reads it counts once (a second SIGTERM to force the drain must come after
+// the first was read, which on an idle control loop is within microseconds).
+//
 // The destructor discards signals still pending and restores the mask.
 
 #include "core/error.hpp"
