@@ -25,15 +25,20 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 std::atomic<std::uint64_t> next_session_id{1};
 
-// Once per process, from whichever worker sees it first.
-void warn_pipes_limited(std::uint32_t capacity) {
+// Once per process, from whichever worker sees it first. Called from the
+// pool's noexcept acquire(): a failure to log must not escape.
+void warn_pipes_limited(std::uint32_t capacity) noexcept {
   static std::atomic<bool> warned{false};
-  if (!warned.exchange(true, std::memory_order_relaxed)) {
+  if (warned.exchange(true, std::memory_order_relaxed)) {
+    return;
+  }
+  try {
     obs::log().warn(
         "relay: the kernel now creates pipes of {} bytes only: this user's pipe buffers exceed "
         "fs.pipe-user-pages-soft, so each splice moves less and bulk transfers are slower. Raise the "
         "sysctl or grant CAP_SYS_RESOURCE (cleversocks_relay_pipes_limited_total counts such pipes)",
         capacity);
+  } catch (...) {
   }
 }
 
