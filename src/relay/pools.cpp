@@ -97,6 +97,11 @@ void pipe_pool::release(pipe_pair p, bool empty) noexcept {
       empty = false;  // could not shrink it: do not keep it
     }
   }
+  if (p.capacity <= minimum_) {
+    // Limited by the kernel: closed, not kept, so its pages go back to the
+    // user's budget and a later pipe can have the full size again.
+    empty = false;
+  }
   if (empty && idle_.size() < max_idle_) {
     idle_grown_ += is_grown(p) ? 1 : 0;
     idle_.push_back(p);

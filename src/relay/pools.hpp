@@ -60,8 +60,9 @@ class pipe_pool {
   /// the pipe keeps its size.
   void grow(pipe_pair& p) noexcept;
   /// Returns a pipe. `empty` says no bytes are left in it; a pipe that may
-  /// hold data is closed, never reused. A grown pipe beyond max_idle_grown
-  /// is shrunk first (or closed when that fails).
+  /// hold data is closed, never reused, and so is one the kernel limited.
+  /// A grown pipe beyond max_idle_grown is shrunk first (or closed when
+  /// that fails).
   void release(pipe_pair p, bool empty) noexcept;
 
   std::size_t idle() const noexcept { return idle_.size(); }

@@ -448,6 +448,44 @@ struct session_state {
   relay::relay_result moved;  ///< bytes moved outside the TCP relay (early bytes, UDP)
 };
 
+// The dial under the connect deadline. On success the socket, the dialled
+// address and any early bytes become the session's. The pool member is
+// handed over whatever happened: it was counted as started, so the
+// session's end must count it ended.
+asio::awaitable<core::error_code> dial_phase(const dial_request& dr, session_control& ctl, clock::duration timeout,
+                                             session_state& st, tcp::socket& target, std::string_view& blocked_by,
+                                             std::vector<std::uint8_t>& early) {
+  ctl.expires_after(timeout);
+  const auto started = clock::now();
+  auto d = co_await dial(dr);
+  const bool late = ctl.end_phase();
+  st.member = std::move(d.member);
+  if (late && d.ec) {
+    co_return core::socks_errc::connect_timeout;
+  }
+  if (!d.blocked_by.empty()) {
+    blocked_by = d.blocked_by;
+  }
+  if (!d.ec) {
+    target = std::move(d.socket);
+    st.rec.dialled = std::move(d.dialled);
+    early = std::move(d.early);
+    dr.svc->metrics.connect_duration.observe(
+        std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started));
+  }
+  co_return d.ec;
+}
+
+// A request the ACL refused: counted, and the rule named in the access log.
+void count_acl_block(session_state& st, const config::snapshot& snap, worker_services& svc,
+                     std::string_view blocked_by) {
+  svc.metrics.acl_blocked.inc();
+  st.rec.rule = std::string(blocked_by);
+  if (auto* c = snap.acl_counter(blocked_by)) {
+    c->inc();
+  }
+}
+
 // Everything before the relay: PROXY header, admission, handshake, ACL,
 // route, dial, reply (and UDP ASSOCIATE / BIND, which reply themselves).
 // Its frame is large (buffers, parse results, the dial's state) and is gone
@@ -616,37 +654,15 @@ asio::awaitable<void> establish(tcp::socket& client, const tcp::endpoint& peer, 
 
   // ---- dial (under the connect deadline). Direct dials check every
   // resolved address against the ACL and dial only the allowed ones.
-  auto& member = st.member;
   std::vector<std::uint8_t> early_down;
   if (!ec && hs.cmd == command::connect) {
-    ctl.expires_after(cfg.timeouts.connect);
-    const auto dial_started = clock::now();
-    dial_request dr{snap.get(), &svc, route, hs.target, host_name, &view,
-                    routing::pick_context{client_ip, hs.user != nullptr ? std::string_view(hs.user->name) : "",
-                                          rec.target}};
-    auto d = co_await dial(dr);
-    const bool late = ctl.end_phase();
-    member = std::move(d.member);  // counted as started: the session's end must count it ended
-    if (late && d.ec) {
-      ec = core::socks_errc::connect_timeout;
-    } else {
-      ec = d.ec;
-      blocked_by = d.blocked_by.empty() ? blocked_by : d.blocked_by;
-      if (!ec) {
-        target = std::move(d.socket);
-        rec.dialled = std::move(d.dialled);
-        early_down = std::move(d.early);
-        metrics.connect_duration.observe(
-            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - dial_started));
-      }
-    }
+    const dial_request dr{snap.get(), &svc, route, hs.target, host_name, &view,
+                          routing::pick_context{client_ip, hs.user != nullptr ? std::string_view(hs.user->name) : "",
+                                                rec.target}};
+    ec = co_await dial_phase(dr, ctl, cfg.timeouts.connect, st, target, blocked_by, early_down);
   }
   if (ec == core::socks_errc::not_allowed) {
-    metrics.acl_blocked.inc();
-    rec.rule = std::string(blocked_by);
-    if (auto* c = snap->acl_counter(blocked_by)) {
-      c->inc();
-    }
+    count_acl_block(st, *snap, svc, blocked_by);
   }
 
   // ---- UDP ASSOCIATE: the association replies itself and lives until its
@@ -803,33 +819,14 @@ asio::awaitable<void> establish_forward(tcp::socket& client, const tcp::endpoint
     blocked_by = verdict.by;
   }
 
-  auto& member = st.member;
   std::vector<std::uint8_t> early_down;
   if (!ec) {
-    ctl.expires_after(cfg.timeouts.connect);
-    dial_request dr{snap.get(), &svc, &fwd.r, fwd.target, host_name, &view,
-                    routing::pick_context{client_ip, "", rec.target}};
-    auto d = co_await dial(dr);
-    const bool late = ctl.end_phase();
-    member = std::move(d.member);  // counted as started: the session's end must count it ended
-    if (late && d.ec) {
-      ec = core::socks_errc::connect_timeout;
-    } else {
-      ec = d.ec;
-      blocked_by = d.blocked_by.empty() ? blocked_by : d.blocked_by;
-      if (!ec) {
-        target = std::move(d.socket);
-        rec.dialled = std::move(d.dialled);
-        early_down = std::move(d.early);
-      }
-    }
+    const dial_request dr{snap.get(), &svc, &fwd.r, fwd.target, host_name, &view,
+                          routing::pick_context{client_ip, "", rec.target}};
+    ec = co_await dial_phase(dr, ctl, cfg.timeouts.connect, st, target, blocked_by, early_down);
   }
   if (ec == core::socks_errc::not_allowed) {
-    metrics.acl_blocked.inc();
-    rec.rule = std::string(blocked_by);
-    if (auto* c = snap->acl_counter(blocked_by)) {
-      c->inc();
-    }
+    count_acl_block(st, *snap, svc, blocked_by);
   }
   if (!ec && !early_down.empty()) {
     auto [wec, n] = co_await asio::async_write(client, asio::buffer(early_down), nothrow);
@@ -881,9 +878,8 @@ class tunnel final : public tunnel_link {
 // tunnel follows, the sockets and the session_state move to a `tunnel` and
 // this coroutine (with co_spawn's state around it) ends.
 asio::awaitable<bool> serve(tcp::socket client, tcp::endpoint peer, std::shared_ptr<const config::snapshot> snap,
-                            worker_services& svc,
-                            session_control& ctl, std::uint64_t id, config::proxy_protocol_mode proxy_protocol,
-                            std::size_t forward_index) {
+                            worker_services& svc, session_control& ctl, std::uint64_t id,
+                            config::proxy_protocol_mode proxy_protocol, std::size_t forward_index) {
   // Cancellation (server shutdown) is handled through error codes below,
   // not by exceptions thrown at the next co_await.
   co_await asio::this_coro::throw_if_cancelled(false);

@@ -176,8 +176,8 @@ boost::asio::awaitable<bool> run(boost::asio::ip::tcp::socket client, boost::asi
 /// A plain TCP connection on a `port_forward` listener: relayed to the
 /// entry's fixed target, through its upstream/chain/pool if any (seeds/004,
 /// "PPP → DCS"). The ACL applies to the target as for SOCKS clients.
-boost::asio::awaitable<bool> run_forward(boost::asio::ip::tcp::socket client,
-                                         boost::asio::ip::tcp::endpoint peer, std::shared_ptr<const config::snapshot> snap, worker_services& svc,
+boost::asio::awaitable<bool> run_forward(boost::asio::ip::tcp::socket client, boost::asio::ip::tcp::endpoint peer,
+                                         std::shared_ptr<const config::snapshot> snap, worker_services& svc,
                                          session_control& ctl, std::uint64_t id, std::size_t forward_index);
 
 }  // namespace cs::session

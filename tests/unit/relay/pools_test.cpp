@@ -253,6 +253,20 @@ TEST(PipePool, CountsAndReportsPipesTheKernelLimitsForAnUnprivilegedUser) {
         ::read(held.back().read_fd, out.data(), out.size()) != static_cast<ssize_t>(out.size()) || in != out) {
       ::_exit(17);
     }
+    // Returned empty, a limited pipe is closed (its pages go back to the
+    // budget); a full-size one is kept for reuse.
+    const pipe_pair limited_pipe = held.back();
+    held.pop_back();
+    pool.release(limited_pipe, true);
+    if (pool.idle() != 0 || fd_open(limited_pipe.read_fd)) {
+      ::_exit(18);
+    }
+    const pipe_pair full = held.front();
+    held.erase(held.begin());
+    pool.release(full, true);
+    if (pool.idle() != 1) {
+      ::_exit(19);
+    }
     for (auto p : held) {
       pool.release(p, false);  // closes them: the budget is the machine's
     }
