@@ -448,20 +448,19 @@ struct session_state {
   relay::relay_result moved;  ///< bytes moved outside the TCP relay (early bytes, UDP)
 };
 
-// The dial under the connect deadline. On success the socket, the dialled
-// address and any early bytes become the session's. The pool member is
-// handed over whatever happened: it was counted as started, so the
-// session's end must count it ended.
-asio::awaitable<core::error_code> dial_phase(const dial_request& dr, session_control& ctl, clock::duration timeout,
-                                             session_state& st, tcp::socket& target, std::string_view& blocked_by,
-                                             std::vector<std::uint8_t>& early) {
-  ctl.expires_after(timeout);
-  const auto started = clock::now();
-  auto d = co_await dial(dr);
+// What a dial under the connect deadline (started at `started`) brought.
+// Called right after the dial returns: it ends the phase. On success the
+// socket, the dialled address and any early bytes become the session's.
+// The pool member is handed over whatever happened: it was counted as
+// started, so the session's end must count it ended. A plain function, not
+// a coroutine: no extra frame per session.
+core::error_code take_dial(dial_outcome d, session_control& ctl, clock::time_point started, worker_services& svc,
+                           session_state& st, tcp::socket& target, std::string_view& blocked_by,
+                           std::vector<std::uint8_t>& early) {
   const bool late = ctl.end_phase();
   st.member = std::move(d.member);
   if (late && d.ec) {
-    co_return core::socks_errc::connect_timeout;
+    return core::socks_errc::connect_timeout;
   }
   if (!d.blocked_by.empty()) {
     blocked_by = d.blocked_by;
@@ -470,10 +469,10 @@ asio::awaitable<core::error_code> dial_phase(const dial_request& dr, session_con
     target = std::move(d.socket);
     st.rec.dialled = std::move(d.dialled);
     early = std::move(d.early);
-    dr.svc->metrics.connect_duration.observe(
+    svc.metrics.connect_duration.observe(
         std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started));
   }
-  co_return d.ec;
+  return d.ec;
 }
 
 // A request the ACL refused: counted, and the rule named in the access log.
@@ -659,7 +658,9 @@ asio::awaitable<void> establish(tcp::socket& client, const tcp::endpoint& peer, 
     const dial_request dr{snap.get(), &svc, route, hs.target, host_name, &view,
                           routing::pick_context{client_ip, hs.user != nullptr ? std::string_view(hs.user->name) : "",
                                                 rec.target}};
-    ec = co_await dial_phase(dr, ctl, cfg.timeouts.connect, st, target, blocked_by, early_down);
+    ctl.expires_after(cfg.timeouts.connect);
+    const auto started = clock::now();
+    ec = take_dial(co_await dial(dr), ctl, started, svc, st, target, blocked_by, early_down);
   }
   if (ec == core::socks_errc::not_allowed) {
     count_acl_block(st, *snap, svc, blocked_by);
@@ -823,7 +824,9 @@ asio::awaitable<void> establish_forward(tcp::socket& client, const tcp::endpoint
   if (!ec) {
     const dial_request dr{snap.get(), &svc, &fwd.r, fwd.target, host_name, &view,
                           routing::pick_context{client_ip, "", rec.target}};
-    ec = co_await dial_phase(dr, ctl, cfg.timeouts.connect, st, target, blocked_by, early_down);
+    ctl.expires_after(cfg.timeouts.connect);
+    const auto started = clock::now();
+    ec = take_dial(co_await dial(dr), ctl, started, svc, st, target, blocked_by, early_down);
   }
   if (ec == core::socks_errc::not_allowed) {
     count_acl_block(st, *snap, svc, blocked_by);
