@@ -16,6 +16,8 @@
 //               of --levels as fast as a window of C handshakes in flight
 //               allows; open rate, and with --pid the RSS growth of that
 //               process tree in KiB per tunnel; then holds them.
+// With --pid, throughput and sessions also report the CPU time that process
+// tree used over the measured window.
 //
 // Run `loadgen --help` for the options.
 
@@ -96,7 +98,8 @@ MODE: throughput | sessions | latency | idle
   -n, --count N       latency round trips measured (10000)
   --warmup-count N    latency round trips discarded first (1000)
   --levels A,B,...    idle: tunnel counts to measure at (1000,5000,10000)
-  --pid PID           idle: proxy process whose tree RSS is measured
+  --pid PID           proxy process: idle measures its tree's RSS, throughput and
+                      sessions its tree's CPU time over the measured window
   --hold S            idle: seconds to hold the tunnels at the end (until signal)
   --timeout S         a connect/handshake/echo step stalled this long fails (5)
   --size BYTES        echo message size, 1..512 (64)
@@ -1438,6 +1441,8 @@ int clamp_threads(const options& o, std::size_t units) {
 // Returned by a run cut short by SIGINT/SIGTERM; main then re-raises it.
 constexpr int exit_interrupted = 130;
 
+std::optional<double> tree_cpu_seconds(pid_t root);
+
 int run_timed(shared_state& s, main_waiter& waiter) {
   const auto& o = s.opt;
   const bool thr = o.mode == run_mode::throughput;
@@ -1452,6 +1457,19 @@ int run_timed(shared_state& s, main_waiter& waiter) {
   if (!waiter.sleep(o.warmup_s)) {
     return exit_interrupted;
   }
+  // The server's CPU time over the measured window (--pid): what a figure
+  // costs the server, whichever side of the machine is the bottleneck.
+  const auto server_cpu = [&] {
+    if (o.pid == 0) {
+      return 0.0;
+    }
+    const auto cpu = tree_cpu_seconds(o.pid);
+    if (!cpu) {
+      die_msg("--pid " + std::to_string(o.pid) + " exited");
+    }
+    return *cpu;
+  };
+  const double cpu0 = server_cpu();
   const std::uint64_t v0 = snapshot();
   const std::uint64_t t0 = now_ns();
   if (!waiter.sleep(o.duration_s)) {
@@ -1459,6 +1477,7 @@ int run_timed(shared_state& s, main_waiter& waiter) {
   }
   const std::uint64_t v1 = snapshot();
   const double secs = static_cast<double>(now_ns() - t0) / 1e9;
+  const double cpu = server_cpu() - cpu0;
   ctx.stop();
 
   std::uint64_t nerr = 0;
@@ -1484,6 +1503,11 @@ int run_timed(shared_state& s, main_waiter& waiter) {
     std::fprintf(stderr, "sessions (%s%s): %.0f /s over %.1f s, %llu errors\n",
                  o.ttype == target_type::domain ? "domain" : "address", o.auth ? ", auth" : "",
                  rate, secs, static_cast<unsigned long long>(nerr));
+  }
+  if (o.pid != 0) {
+    j.num("server_cpu_s", cpu, 2).num("server_cpu_util", cpu / secs, 3);
+    std::fprintf(stderr, "  server (pid %d and its children): %.2f CPU-seconds, %.0f %% of one CPU\n",
+                 o.pid, cpu, 100 * cpu / secs);
   }
   j.num("errors", nerr).raw("error_kinds", errs).str("first_error", ctx.first_error()).print();
   if (nerr != 0) {
@@ -1566,10 +1590,40 @@ std::uint64_t proc_kib(const std::string& path, std::string_view key) {
   return 0;
 }
 
-// Memory of `root` and all its descendants: Dante serves from child
-// processes, so one process would undercount it. RSS counts pages shared
-// between the processes once per process; PSS splits them fairly.
-std::optional<mem_usage> tree_memory(pid_t root) {
+// The fields of /proc/PID/stat after "pid (comm) " (state is [0], ppid
+// [1], utime [11] ...): comm may hold spaces and parentheses. Empty if the
+// process is gone.
+std::vector<std::string_view> stat_fields(const std::string& line) {
+  std::vector<std::string_view> out;
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) {
+    return out;
+  }
+  std::string_view rest(line);
+  rest.remove_prefix(close + 1);
+  while (!rest.empty()) {
+    const auto start = rest.find_first_not_of(' ');
+    if (start == std::string_view::npos) {
+      break;
+    }
+    rest.remove_prefix(start);
+    const auto end = std::min(rest.find(' '), rest.size());
+    out.push_back(rest.substr(0, end));
+    rest.remove_prefix(end);
+  }
+  return out;
+}
+
+std::string read_stat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// `root` and all its descendants (Dante serves from child processes, so one
+// process would undercount it); nullopt if root is gone.
+std::optional<std::vector<pid_t>> process_tree(pid_t root) {
   std::unordered_map<pid_t, std::vector<pid_t>> children;
   std::unique_ptr<DIR, int (*)(DIR*)> dir(opendir("/proc"), closedir);
   if (!dir) {
@@ -1581,37 +1635,69 @@ std::optional<mem_usage> tree_memory(pid_t root) {
     if (pid <= 0) {
       continue;
     }
-    std::ifstream in("/proc/" + std::string(e->d_name) + "/stat");
-    std::string stat;
-    if (!std::getline(in, stat)) {
+    const auto f = stat_fields(read_stat(pid));
+    if (f.size() < 2) {
       continue;  // exited meanwhile
     }
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos || close + 4 >= stat.size()) {
-      continue;
-    }
-    const auto ppid = static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10));
-    children[ppid].push_back(pid);
+    children[static_cast<pid_t>(std::strtol(std::string(f[1]).c_str(), nullptr, 10))].push_back(
+        pid);
     root_seen = root_seen || pid == root;
   }
   if (!root_seen) {
     return std::nullopt;
   }
-  mem_usage m;
+  std::vector<pid_t> tree;
   std::vector<pid_t> todo{root};
   while (!todo.empty()) {
     const pid_t p = todo.back();
     todo.pop_back();
-    const std::string base = "/proc/" + std::to_string(p);
-    m.rss_kib += proc_kib(base + "/status", "VmRSS:");
-    m.pss_kib += proc_kib(base + "/smaps_rollup", "Pss:");
-    ++m.processes;
+    tree.push_back(p);
     if (const auto it = children.find(p); it != children.end()) {
       todo.insert(todo.end(), it->second.begin(), it->second.end());
     }
   }
+  return tree;
+}
+
+// Memory of the process tree of `root`. RSS counts pages shared between the
+// processes once per process; PSS splits them fairly.
+std::optional<mem_usage> tree_memory(pid_t root) {
+  const auto tree = process_tree(root);
+  if (!tree) {
+    return std::nullopt;
+  }
+  mem_usage m;
+  for (const pid_t p : *tree) {
+    const std::string base = "/proc/" + std::to_string(p);
+    m.rss_kib += proc_kib(base + "/status", "VmRSS:");
+    m.pss_kib += proc_kib(base + "/smaps_rollup", "Pss:");
+    ++m.processes;
+  }
   return m;
+}
+
+// CPU time (user + system, every thread, in seconds) used so far by the
+// process tree of `root`, including its children that were already reaped:
+// a child that exits between two readings moves its time into its parent's
+// cutime/cstime, so the difference of two readings stays right. nullopt if
+// root is gone. Resolution: one clock tick (10 ms at USER_HZ 100).
+std::optional<double> tree_cpu_seconds(pid_t root) {
+  const auto tree = process_tree(root);
+  if (!tree) {
+    return std::nullopt;
+  }
+  static const auto ticks_per_s = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::uint64_t ticks = 0;
+  for (const pid_t p : *tree) {
+    const auto f = stat_fields(read_stat(p));
+    if (f.size() < 15) {
+      continue;  // exited since the walk; its time is in its parent's cutime
+    }
+    for (std::size_t i = 11; i <= 14; ++i) {  // utime stime cutime cstime
+      ticks += std::strtoull(std::string(f[i]).c_str(), nullptr, 10);
+    }
+  }
+  return static_cast<double>(ticks) / ticks_per_s;
 }
 
 // The "Max open files" soft limit of `pid`, 0 if unknown.

@@ -47,6 +47,46 @@ BASE_COLUMNS = [
 DIRECT_NA = {"sess_domain", "sess_ipv4_auth", "sess_domain_auth"}
 
 
+# The server's CPU over the measured window (loadgen --pid): work done per
+# CPU-second of the server's process tree, whichever side of the machine was
+# the bottleneck. Key, header, case, derived metric, rate metric it divides.
+CPU_COLUMNS = [
+    ("cpu_up1", "1 stream up, Gbit/s per server CPU", "thr_up_1", "gbit_per_cpu", HIGH),
+    ("cpu_down1", "1 stream down", "thr_down_1", "gbit_per_cpu", HIGH),
+    ("cpu_up8", "8 streams up", "thr_up_8", "gbit_per_cpu", HIGH),
+    ("cpu_down8", "8 streams down", "thr_down_8", "gbit_per_cpu", HIGH),
+    ("cpu_sess_ipv4", "sessions IPv4, per server CPU-second", "sess_ipv4", "sessions_per_cpu_s", HIGH),
+    ("cpu_sess_domain", "sessions localhost", "sess_domain", "sessions_per_cpu_s", HIGH),
+    ("cpu_sess_ipv4_auth", "sessions IPv4 + auth", "sess_ipv4_auth", "sessions_per_cpu_s", HIGH),
+    ("cpu_sess_domain_auth", "sessions localhost + auth", "sess_domain_auth", "sessions_per_cpu_s", HIGH),
+]
+PER_CPU = {"gbit_per_cpu": "gbit_s", "sessions_per_cpu_s": "sessions_per_s"}
+
+
+def add_cpu_figures(records):
+    """Adds the per-CPU figures to every loadgen record that has the server's CPU time."""
+    for runs in records.values():
+        for r in runs:
+            res = r["result"]
+            if not res or not res.get("server_cpu_util"):
+                continue
+            for derived, rate in PER_CPU.items():
+                if res.get(rate) is not None:
+                    res[derived] = res[rate] / res["server_cpu_util"]
+
+
+def cpu_cell(server, col, records, cases):
+    """Work per server CPU-second, with the server's median CPU use beside it."""
+    out = cell(server, col, records, cases)
+    if out["value"] is None:
+        return out
+    utils = [r["result"]["server_cpu_util"] for r in records.get((server["name"], col[2]), [])
+             if r["result"] and r["result"].get("server_cpu_util") is not None]
+    out["cpu_util"] = statistics.median(utils)
+    out["text"] += f" ({out['cpu_util'] * 100:.0f} %)"
+    return out
+
+
 def idle_columns(levels):
     cols = []
     for level in levels:
@@ -113,11 +153,11 @@ def cell(server, col, records, cases):
 
 
 def fmt(value, metric):
-    if metric in ("sessions_per_s", "open_rate_per_s"):
+    if metric in ("sessions_per_s", "open_rate_per_s", "sessions_per_cpu_s"):
         return f"{value:,.0f}"
     if metric in ("p50_us", "p99_us"):
         return f"{value:.0f}"
-    if metric == "kib_per_tunnel":
+    if metric in ("kib_per_tunnel", "gbit_per_cpu"):
         return f"{value:.1f}"
     return f"{value:.2f}"
 
@@ -177,7 +217,31 @@ def ratio_text(r):
     return "–" if r is None else f"{r:.2f}×"
 
 
-def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list):
+def cpu_markdown(servers, cpu_table, cpu_best_peer):
+    """The "Server CPU" section: empty when no run recorded the server's CPU time."""
+    rows = [s for s in servers if s["name"] != "direct"]
+    cols = [c for c in CPU_COLUMNS if any(cpu_table[s["name"]][c[0]]["value"] is not None for s in rows)]
+    if not cols:
+        return []
+    lines = [
+        "## Server CPU",
+        "",
+        "The same runs, as work per CPU-second of the server's processes (user + system time of the "
+        "process tree over the measured window, from /proc; on loopback a sender's system time also "
+        "covers the receiver's TCP input, for every server alike), and in brackets the server's CPU "
+        "use in % of one CPU. A server below 100 % was not what limited its row above.",
+        "",
+        "| | " + " | ".join(c[1] for c in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for s in rows:
+        lines.append(f"| {s['label']} | " + " | ".join(cpu_table[s["name"]][c[0]]["text"] for c in cols) + " |")
+    lines.append("| **CleverSocks / best peer** | "
+                 + " | ".join(ratio_text(cpu_best_peer.get(c[0])) for c in cols) + " |")
+    return lines
+
+
+def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, cpu_lines=()):
     lines = [
         "# CleverSocks benchmark",
         "",
@@ -217,6 +281,8 @@ def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list):
     if skipped:
         lines.append("")
         lines += [f"- {s['label']} not run: {s['status']}" for s in skipped]
+    if cpu_lines:
+        lines += [""] + list(cpu_lines)
     lines += ["", "## Targets (issue 3)", ""]
     if table.get("cleversocks") and any(t["status"] != "unknown" for t in target_list):
         for t in target_list:
@@ -408,13 +474,18 @@ def main():
         parser.error("expected RAW.jsonl SERVERS.tsv META.json OUT_PREFIX")
     raw_path, servers_path, meta_path, out_prefix = args.files
     records, servers, meta = load(raw_path, servers_path, meta_path)
+    add_cpu_figures(records)
     levels = meta["idle_levels"]
     columns = BASE_COLUMNS + idle_columns(levels)
     table = {s["name"]: {c[0]: cell(s, c, records, meta["cases"]) for c in columns} for s in servers}
     best_peer, vs_direct = ratio_rows(table, servers, columns)
     target_list = targets(table, best_peer, vs_direct, levels) if "cleversocks" in table else []
+    cpu_table = {s["name"]: {c[0]: cpu_cell(s, c, records, meta["cases"]) for c in CPU_COLUMNS}
+                 for s in servers if s["name"] != "direct"}
+    cpu_best_peer, _ = ratio_rows(cpu_table, servers, CPU_COLUMNS)
 
-    md = markdown(meta, servers, columns, table, best_peer, vs_direct, target_list)
+    md = markdown(meta, servers, columns, table, best_peer, vs_direct, target_list,
+                  cpu_markdown(servers, cpu_table, cpu_best_peer))
     micro = load_micro(args.micro) if args.micro else None
     if micro is not None or args.micro_note:
         md += "\n" + "\n".join(micro_markdown(micro, args.micro_note)) + "\n"
@@ -427,6 +498,9 @@ def main():
         "table": table,
         "cleversocks_vs_best_peer": best_peer,
         "cleversocks_vs_direct": vs_direct,
+        "server_cpu": {"columns": [{"key": c[0], "header": c[1], "case": c[2], "metric": c[3]}
+                                   for c in CPU_COLUMNS],
+                       "table": cpu_table, "cleversocks_vs_best_peer": cpu_best_peer},
         "targets": target_list,
     }
     if micro is not None or args.micro_note:

@@ -366,7 +366,8 @@ run_case() {
       return 0
     fi
     via=(--proxy "127.0.0.1:$port")
-    [[ $case == idle ]] && via+=(--pid "$pid")
+    # --pid: idle weighs its memory; throughput and sessions its CPU time.
+    via+=(--pid "$pid")
     [[ $with_auth == 1 ]] && via+=(--auth "$AUTH_USER:$AUTH_PASS")
   fi
   read -ra args <<<"$(case_args "$case")"
