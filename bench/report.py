@@ -288,11 +288,112 @@ def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, c
         for t in target_list:
             measured = "" if t["measured"] is None else f" — measured {t['measured']:.2f}"
             lines.append(f"- {t['status']}: {t['target']}{measured}")
-        lines.append("- not measured here: near-linear scaling with W (rerun with a larger "
-                     "BENCH_WORKERS on a machine with ≥ W cores)")
+        lines.append("- not measured here: near-linear scaling with W (`bench/run.sh --scaling \"1 2 4\"` "
+                     "on a machine with at least 2W CPUs; see scaling.md)")
     else:
         lines.append("CleverSocks was not measured in this run.")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ scaling
+
+# Near-linear: W workers on W CPUs do at least this share of W times what the
+# smallest worker count did.
+SCALING_EFFICIENCY = 0.8
+
+
+def scaling_report(raw_path, servers_path, meta_path):
+    """bench/run.sh --scaling: each case at each worker count, CleverSocks against
+    W=smallest, with direct at the same placement as the generator's ceiling."""
+    records, servers, meta = load(raw_path, servers_path, meta_path)
+    by_w = defaultdict(list)  # (server, case, workers) -> [record]
+    placement = {}
+    for runs in records.values():
+        for r in runs:
+            by_w[(r["server"], r["case"], r["workers"])].append(r)
+            placement[r["workers"]] = r["placement"]
+    add_cpu_figures(records)
+    widths = [w for w in meta["scaling"] if w in placement]
+    columns = {c[2]: c for c in BASE_COLUMNS}
+    per_cpu = {rate: derived for derived, rate in PER_CPU.items()}
+    labels = {s["name"]: s["label"] for s in servers}
+    lines = [
+        "# CleverSocks scaling",
+        "",
+        f"{meta['date']} · commit `{meta['commit']}` · {meta['cpus']} CPUs ({meta['cpu_model']}) · "
+        f"kernel {meta['kernel']} · loopback · {meta['duration_s']} s measured after "
+        f"{meta['warmup_s']} s warm-up · median of {meta['reps']} run(s) per cell",
+        "",
+        "Each worker count W runs CleverSocks with `-w W` on W CPUs and the generator and target on "
+        "the others (`pinned`), when the machine has at least 2W CPUs; otherwise everything shares "
+        "every CPU (`shared`) and that row does not count as scaling. `direct` is the generator "
+        "without a proxy at the same placement: its ceiling. Speed-up is against the smallest pinned "
+        "W; efficiency is speed-up divided by the growth in W (1.00 = linear).",
+    ]
+    result = {"meta": meta, "cases": {}, "targets": []}
+    for case in meta["cases"]:
+        col = columns.get(case)
+        if col is None or col[3] not in per_cpu:
+            lines += ["", f"`{case}`: not a throughput or sessions case; skipped."]
+            continue
+        metric = col[3]
+        base = None
+        rows = []
+        for w in widths:
+            row = {"workers": w, "placement": placement[w]}
+            for name in ("direct", "cleversocks"):
+                recs = [r["result"] for r in by_w.get((name, case, w), []) if r["result"]]
+                vals = [r[metric] for r in recs if r.get(metric) is not None]
+                row[name] = statistics.median(vals) if vals else None
+                row[name + "_errors"] = sum(r.get("errors", 0) for r in recs)
+                if name == "cleversocks":
+                    utils = [r["server_cpu_util"] for r in recs if r.get("server_cpu_util") is not None]
+                    effs = [r[per_cpu[metric]] for r in recs if r.get(per_cpu[metric]) is not None]
+                    row["server_cpu_util"] = statistics.median(utils) if utils else None
+                    row["per_server_cpu"] = statistics.median(effs) if effs else None
+            cs = row["cleversocks"]
+            if row["placement"] == "pinned" and cs:
+                if base is None:
+                    base = (w, cs)
+                row["speedup"] = cs / base[1]
+                row["efficiency"] = row["speedup"] / (w / base[0])
+            rows.append(row)
+        result["cases"][case] = rows
+        header = col[1]
+        lines += ["", f"## {header}", "",
+                  f"| W | placement | {labels.get('direct', 'direct')} | {labels.get('cleversocks', 'CleverSocks')} "
+                  "| speed-up | efficiency | server CPU % | per server CPU-second |",
+                  "|---|---|---|---|---|---|---|---|"]
+
+        def num(v, errors=0):
+            if v is None:
+                return "not run"
+            return fmt(v, metric) + (f" ({errors:,} err)" if errors else "")
+
+        for row in rows:
+            util = row.get("server_cpu_util")
+            lines.append(
+                f"| {row['workers']} | {row['placement']} | {num(row['direct'], row['direct_errors'])} | "
+                f"{num(row['cleversocks'], row['cleversocks_errors'])} | "
+                + (f"{row['speedup']:.2f}× | {row['efficiency']:.2f}" if "speedup" in row else "– | –")
+                + f" | {'–' if util is None else f'{util * 100:.0f}'} | "
+                f"{'–' if row['per_server_cpu'] is None else fmt(row['per_server_cpu'], per_cpu[metric])} |")
+        scaled = [r for r in rows if "efficiency" in r and base and r["workers"] > base[0]]
+        if scaled:
+            worst = min(r["efficiency"] for r in scaled)
+            status = "met" if worst >= SCALING_EFFICIENCY else "NOT met"
+        else:
+            worst, status = None, "unknown"
+        result["targets"].append({"target": f"{header}: near-linear with W (efficiency ≥ {SCALING_EFFICIENCY})",
+                                  "measured": worst, "status": status})
+    lines += ["", "## Targets (issue 3)", ""]
+    for t in result["targets"]:
+        if t["status"] == "unknown":
+            lines.append(f"- not measured: {t['target']} — no pinned W above the smallest "
+                         f"(needs at least 2W CPUs; this machine has {meta['cpus']})")
+        else:
+            lines.append(f"- {t['status']}: {t['target']} — lowest efficiency {t['measured']:.2f}")
+    return "\n".join(lines) + "\n", result
 
 
 # ------------------------------------------------------------ micro-benchmarks
@@ -461,14 +562,28 @@ def main():
     parser = argparse.ArgumentParser(
         description="bench/run.sh's report",
         usage="report.py [--micro GBENCH.json | --micro-note TEXT] RAW.jsonl SERVERS.tsv META.json OUT_PREFIX\n"
-              "       report.py --micro-only (--micro GBENCH.json | --micro-note TEXT) META.json OUT_PREFIX")
+              "       report.py --micro-only (--micro GBENCH.json | --micro-note TEXT) META.json OUT_PREFIX\n"
+              "       report.py --scaling RAW.jsonl SERVERS.tsv META.json OUT_PREFIX")
     parser.add_argument("--micro", metavar="GBENCH.json")
     parser.add_argument("--micro-note", metavar="TEXT")
     parser.add_argument("--micro-only", action="store_true")
+    parser.add_argument("--scaling", action="store_true",
+                        help="RAW.jsonl SERVERS.tsv META.json OUT_PREFIX from bench/run.sh --scaling")
     parser.add_argument("files", nargs="+")
     args = parser.parse_args()
     if args.micro_only:
         main_micro_only(args)
+        return
+    if args.scaling:
+        if len(args.files) != 4:
+            parser.error("--scaling expects RAW.jsonl SERVERS.tsv META.json OUT_PREFIX")
+        md, result = scaling_report(*args.files[:3])
+        with open(args.files[3] + ".md", "w", encoding="utf-8") as f:
+            f.write(md)
+        with open(args.files[3] + ".json", "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        sys.stdout.write(md)
         return
     if len(args.files) != 4:
         parser.error("expected RAW.jsonl SERVERS.tsv META.json OUT_PREFIX")

@@ -6,8 +6,11 @@
 #                     [--servers "direct cleversocks dante microsocks"]
 #                     [--cases "idle latency ..."] [--no-install]
 #                     [--micro-only | --no-micro] [--no-pin] [--no-netns]
+#        bench/run.sh --scaling "1 2 4" [--cases "sess_ipv4 thr_up_8"] [...]
 # Every flag has a BENCH_* environment twin (listed below). After the side-by-
 # side runs come the micro-benchmarks (bench/micro, Google Benchmark).
+# --scaling runs direct and CleverSocks alone at each worker count W instead,
+# the server on W CPUs and the generator on the others (report: scaling.md).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,6 +52,11 @@ JOBS=${BENCH_JOBS:-$(nproc)}              # parallel compile jobs for the tools
 MICRO=${BENCH_MICRO:-1}
 MICRO_ARGS=${BENCH_MICRO_ARGS:-}          # extra micro_bench flags, e.g. --benchmark_filter=acl
 QUICK=0
+# Worker counts for --scaling (empty: the side-by-side run). Its cases
+# default to the session rate and 8-stream throughput the issue names.
+SCALING=${BENCH_SCALING:-}
+SCALING_CASES="sess_ipv4 thr_up_8"
+CASES_GIVEN=${BENCH_CASES:+1}
 AUTH_USER=${BENCH_AUTH_USER:-bench}      # RFC 1929 credentials for the "+ auth" columns
 AUTH_PASS=${BENCH_AUTH_PASS:-bench-secret}
 CLEVERSOCKS_BIN=${CLEVERSOCKS_BIN:-build/release/cleversocks}
@@ -68,7 +76,8 @@ while [[ $# -gt 0 ]]; do
     --no-pin) PIN=0 ;;
     --no-netns) NETNS=0 ;;
     --servers) SERVERS=${2:?--servers needs a value}; shift ;;
-    --cases) CASES=${2:?--cases needs a value}; shift ;;
+    --cases) CASES=${2:?--cases needs a value}; CASES_GIVEN=1; shift ;;
+    --scaling) SCALING=${2:?--scaling needs worker counts, e.g. "1 2 4"}; shift ;;
     --no-install) INSTALL=0 ;;
     --micro-only) MICRO=only ;;
     --no-micro) MICRO=0 ;;
@@ -78,22 +87,49 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-if ((PIN && NCPU >= 2)); then
+GIVEN_WORKERS=$WORKERS GIVEN_GEN_THREADS=$GEN_THREADS
+
+# place CPUS [WORKERS]: the server under test on the last CPUS CPUs, the
+# generator and the target on the others (with PIN and 2+ CPUs), or
+# everything on every CPU. Sets SERVER_SET GEN_SET ON_SERVER ON_GEN PINNING
+# PLACEMENT (pinned / shared), WORKERS (default: CPUS, or every CPU when
+# shared) and GEN_THREADS (default: the generator's CPUs).
+place() {
+  local cpus=$1
+  WORKERS=${2:-$GIVEN_WORKERS} GEN_THREADS=$GIVEN_GEN_THREADS
+  if ((PIN && NCPU >= 2 && cpus < NCPU)); then
+    SERVER_SET="$((NCPU - cpus))-$((NCPU - 1))"
+    GEN_SET="0-$((NCPU - cpus - 1))"
+    WORKERS=${WORKERS:-$cpus}
+    GEN_THREADS=${GEN_THREADS:-$((NCPU - cpus))}
+    ON_SERVER=(taskset -c "$SERVER_SET")
+    ON_GEN=(taskset -c "$GEN_SET")
+    PINNING="servers on CPUs $SERVER_SET, generator and target on CPUs $GEN_SET"
+    PLACEMENT=pinned
+  else
+    WORKERS=${WORKERS:-$NCPU}
+    GEN_THREADS=${GEN_THREADS:-$NCPU}
+    ON_SERVER=()
+    ON_GEN=()
+    PINNING="not pinned"
+    PLACEMENT=shared
+  fi
+}
+
+if [[ -n $SCALING ]]; then
+  for w in $SCALING; do
+    [[ $w =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --scaling takes worker counts (not $w)" >&2; exit 2; }
+  done
+  [[ -n $CASES_GIVEN ]] || CASES=$SCALING_CASES
+  MICRO=0
+  SERVERS=${BENCH_SERVERS:-"direct cleversocks"}
+  place "${SCALING%% *}" "${SCALING%% *}"
+elif ((PIN && NCPU >= 2)); then
   ((SERVER_CPUS >= 1 && SERVER_CPUS < NCPU)) || { echo "run.sh: BENCH_SERVER_CPUS must be 1..$((NCPU - 1))" >&2; exit 2; }
-  SERVER_SET="$((NCPU - SERVER_CPUS))-$((NCPU - 1))"
-  GEN_SET="0-$((NCPU - SERVER_CPUS - 1))"
-  WORKERS=${WORKERS:-$SERVER_CPUS}
-  GEN_THREADS=${GEN_THREADS:-$((NCPU - SERVER_CPUS))}
-  ON_SERVER=(taskset -c "$SERVER_SET")
-  ON_GEN=(taskset -c "$GEN_SET")
-  PINNING="servers on CPUs $SERVER_SET, generator and target on CPUs $GEN_SET"
+  place "$SERVER_CPUS"
 else
   PIN=0
-  WORKERS=${WORKERS:-$NCPU}
-  GEN_THREADS=${GEN_THREADS:-$WORKERS}
-  ON_SERVER=()
-  ON_GEN=()
-  PINNING="not pinned"
+  place "$NCPU"
 fi
 
 log() { printf '%s\n' "$*" >&2; }
@@ -393,8 +429,8 @@ run_case() {
   [[ $out == *\{* ]] || out=null
   while IFS= read -r line; do
     [[ $line == \{* || $line == null ]] || continue
-    printf '{"server":"%s","case":"%s","rep":%d,"server_died":%s,"result":%s}\n' \
-      "$server" "$case" "$rep" "$died" "$line" >>"$RAW"
+    printf '{"server":"%s","case":"%s","rep":%d,"workers":%d,"placement":"%s","server_died":%s,"result":%s}\n' \
+      "$server" "$case" "$rep" "$WORKERS" "$PLACEMENT" "$died" "$line" >>"$RAW"
   done <<<"$out"
 }
 
@@ -433,7 +469,8 @@ write_meta() {
   cat >"$1" <<EOF
 {"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "commit": "$commit", "cpus": $(nproc),
  "cpu_model": "${cpu_model//\"/}", "kernel": "$(uname -r)", "workers": $WORKERS,
- "generator_threads": $GEN_THREADS, "pinning": "$PINNING",
+ "generator_threads": $GEN_THREADS, "pinning": "$PINNING$NETNS_NOTE",
+ "scaling": [$(tr -s ' ' ',' <<<"$SCALING" | sed 's/^,//; s/,$//')],
  "duration_s": $DURATION, "warmup_s": $WARMUP, "reps": $REPS, "clients": $CLIENTS,
  "pings": $PINGS, "idle_levels": [$IDLE_LEVELS], "loadavg_before": $LOADAVG,
  "cases": [$(printf '"%s",' "${CASE_LIST[@]}" | sed 's/,$//')],
@@ -482,7 +519,9 @@ if [[ $MICRO == only ]]; then
   exit 0
 fi
 
-RAW=$RESULTS_DIR/latest.raw.jsonl
+OUT_NAME=latest
+[[ -n $SCALING ]] && OUT_NAME=scaling
+RAW=$RESULTS_DIR/$OUT_NAME.raw.jsonl
 : >"$RAW"
 
 if ((NETNS)); then
@@ -491,7 +530,8 @@ if ((NETNS)); then
     NETNS=0
   fi
 fi
-((NETNS)) && PINNING="$PINNING · each measurement in a fresh network namespace"
+NETNS_NOTE=""
+((NETNS)) && NETNS_NOTE=" · each measurement in a fresh network namespace"
 
 # Servers inherit this: 10,000 tunnels need ~20,000 descriptors in the proxy.
 ulimit -n "$(ulimit -Hn)"
@@ -525,8 +565,34 @@ for s in $SERVERS; do
   printf '%s\t%s\t%s\t%s\n' "$s" "$("peer_$s" label)" "$status" "$a" >>"$SERVERS_TSV"
 done
 
-log "servers: ${RUN[*]}; W=$WORKERS; $PINNING; $REPS rep(s); ${DURATION}s measured + ${WARMUP}s warm-up"
 started=$SECONDS
+if [[ -n $SCALING ]]; then
+  # Scaling: each worker count in turn, pinned only where the generator can
+  # have as many CPUs as the server (2W <= CPUs); otherwise everything shares
+  # every CPU and the report does not count that W as scaling.
+  for w in $SCALING; do
+    if ((PIN && 2 * w <= NCPU)); then
+      place "$w" "$w"
+    else
+      place "$NCPU" "$w"
+      log "W=$w: $NCPU CPUs cannot give the server $w and the generator $w: unpinned, not counted as scaling"
+    fi
+    log "scaling: servers ${RUN[*]}; W=$WORKERS; $PINNING$NETNS_NOTE; $REPS rep(s); ${DURATION}s measured + ${WARMUP}s warm-up"
+    for ((rep = 1; rep <= REPS; rep++)); do
+      for case in "${CASE_LIST[@]}"; do
+        for s in "${RUN[@]}"; do
+          run_case "$s" "$case" "$rep"
+        done
+      done
+    done
+  done
+  log "measurements took $((SECONDS - started)) s"
+  write_meta "$WORK/meta.json"
+  python3 bench/report.py --scaling "$RAW" "$SERVERS_TSV" "$WORK/meta.json" "$RESULTS_DIR/scaling"
+  log "written: $RESULTS_DIR/scaling.md, $RESULTS_DIR/scaling.json (raw records: $RAW)"
+  exit 0
+fi
+log "servers: ${RUN[*]}; W=$WORKERS; $PINNING$NETNS_NOTE; $REPS rep(s); ${DURATION}s measured + ${WARMUP}s warm-up"
 # Servers alternate within each measurement, so drift over the run (thermal,
 # noisy neighbours) spreads over all of them.
 for ((rep = 1; rep <= REPS; rep++)); do
