@@ -565,6 +565,21 @@ for s in $SERVERS; do
   printf '%s\t%s\t%s\t%s\n' "$s" "$("peer_$s" label)" "$status" "$a" >>"$SERVERS_TSV"
 done
 
+# run_all WHAT: every case REPS times with the current placement. Servers
+# alternate within each measurement, so drift over the run (thermal, noisy
+# neighbours) spreads over all of them.
+run_all() {
+  local rep case s
+  log "$1: ${RUN[*]}; W=$WORKERS; $PINNING$NETNS_NOTE; $REPS rep(s); ${DURATION}s measured + ${WARMUP}s warm-up"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for case in "${CASE_LIST[@]}"; do
+      for s in "${RUN[@]}"; do
+        run_case "$s" "$case" "$rep"
+      done
+    done
+  done
+}
+
 started=$SECONDS
 if [[ -n $SCALING ]]; then
   # Scaling: each worker count in turn, pinned only where the generator can
@@ -577,14 +592,7 @@ if [[ -n $SCALING ]]; then
       place "$NCPU" "$w"
       log "W=$w: $NCPU CPUs cannot give the server $w and the generator $w: unpinned, not counted as scaling"
     fi
-    log "scaling: servers ${RUN[*]}; W=$WORKERS; $PINNING$NETNS_NOTE; $REPS rep(s); ${DURATION}s measured + ${WARMUP}s warm-up"
-    for ((rep = 1; rep <= REPS; rep++)); do
-      for case in "${CASE_LIST[@]}"; do
-        for s in "${RUN[@]}"; do
-          run_case "$s" "$case" "$rep"
-        done
-      done
-    done
+    run_all scaling
   done
   log "measurements took $((SECONDS - started)) s"
   write_meta "$WORK/meta.json"
@@ -592,16 +600,7 @@ if [[ -n $SCALING ]]; then
   log "written: $RESULTS_DIR/scaling.md, $RESULTS_DIR/scaling.json (raw records: $RAW)"
   exit 0
 fi
-log "servers: ${RUN[*]}; W=$WORKERS; $PINNING$NETNS_NOTE; $REPS rep(s); ${DURATION}s measured + ${WARMUP}s warm-up"
-# Servers alternate within each measurement, so drift over the run (thermal,
-# noisy neighbours) spreads over all of them.
-for ((rep = 1; rep <= REPS; rep++)); do
-  for case in "${CASE_LIST[@]}"; do
-    for s in "${RUN[@]}"; do
-      run_case "$s" "$case" "$rep"
-    done
-  done
-done
+run_all servers
 log "measurements took $((SECONDS - started)) s"
 
 # The micro-benchmarks come last, once every server has stopped: each is one
