@@ -12,11 +12,14 @@ namespace {
 constexpr unsigned long long hash_opslimit = 2;
 constexpr std::size_t hash_memlimit = 19u * 1024 * 1024;
 
-void ensure_sodium_noexcept() noexcept { (void)sodium_init(); }
+/// sodium_init() once per process (it is thread-safe and idempotent).
+bool sodium_ready() noexcept {
+  static const bool ok = sodium_init() >= 0;
+  return ok;
+}
 
 void ensure_sodium() {
-  static const bool ok = sodium_init() >= 0;
-  if (!ok) {
+  if (!sodium_ready()) {
     throw std::runtime_error("libsodium initialisation failed");
   }
 }
@@ -32,9 +35,9 @@ bool is_password_hash(std::string_view secret) noexcept {
 }
 
 bool is_valid_password_hash(const std::string& hash) noexcept {
-  ensure_sodium_noexcept();
   // needs_rehash() parses the string: -1 means it is not a valid hash.
-  return crypto_pwhash_str_needs_rehash(hash.c_str(), hash_opslimit, hash_memlimit) != -1;
+  return sodium_ready() &&
+         crypto_pwhash_str_needs_rehash(hash.c_str(), hash_opslimit, hash_memlimit) != -1;
 }
 
 std::string hash_password(std::string_view password) {

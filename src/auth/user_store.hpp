@@ -37,7 +37,7 @@ struct credential {
   /// A plain-text password, or an argon2id/argon2i hash in libsodium's
   /// "$argon2id$v=19$m=…,t=…,p=…$salt$hash" form.
   std::string password;
-  std::vector<std::string> groups;
+  std::vector<std::string> groups{};
 };
 
 using digest = std::array<std::uint8_t, 32>;

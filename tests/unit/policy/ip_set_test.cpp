@@ -117,7 +117,7 @@ TEST(ParseCidr, NonAddressesAreRefused) {
 // Found by fuzz/acl_pattern_fuzz.cpp: make_address() reads a C string, so
 // everything from an embedded NUL on was ignored ("10.0.0.0\0x/8" was 10/8).
 TEST(ParseCidr, NulInAddressIsRefused) {
-  for (const std::string text : {std::string("10.0.0.0\0x/8", 13), std::string("10.0.0.0\0/8", 11),
+  for (const std::string& text : {std::string("10.0.0.0\0x/8", 13), std::string("10.0.0.0\0/8", 11),
                                  std::string("::1\0:/128", 9), std::string("192.0.2.1\0", 10)}) {
     cidr out;
     std::string err;

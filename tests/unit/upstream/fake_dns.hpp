@@ -103,11 +103,11 @@ class fake_dns {
       if (rcode == 0) {
         for (const auto& a : it->second.addresses) {
           if (qtype == type_a && a.is_v4()) {
-            const auto bytes = a.to_v4().to_bytes();
-            rdatas.emplace_back(bytes.begin(), bytes.end());
+            const auto raw = a.to_v4().to_bytes();
+            rdatas.emplace_back(raw.begin(), raw.end());
           } else if (qtype == type_aaaa && a.is_v6()) {
-            const auto bytes = a.to_v6().to_bytes();
-            rdatas.emplace_back(bytes.begin(), bytes.end());
+            const auto raw = a.to_v6().to_bytes();
+            rdatas.emplace_back(raw.begin(), raw.end());
           }
         }
       }
