@@ -15,3 +15,20 @@ if(CS_SANITIZE)
     -fno-sanitize-recover=undefined)
   target_link_options(cs_options INTERFACE -fsanitize=${CS_SANITIZE})
 endif()
+
+# Link-time optimisation for the optimised builds (Release, RelWithDebInfo:
+# `make run`, the package, the benchmark), not for the sanitizer or fuzz
+# builds. Measured with bench's session runs: +2.0-2.5 % sessions per server
+# CPU-second (user space is a fifth of a session's CPU; the rest is the
+# kernel's TCP work), no measurable change in the time a full build takes.
+option(CS_LTO "Link-time optimisation in Release / RelWithDebInfo builds" ON)
+if(CS_LTO AND NOT CS_SANITIZE AND NOT CS_FUZZ)
+  include(CheckIPOSupported)
+  check_ipo_supported(RESULT cs_ipo_ok OUTPUT cs_ipo_why LANGUAGES CXX)
+  if(cs_ipo_ok)
+    set(CMAKE_INTERPROCEDURAL_OPTIMIZATION_RELEASE ON)
+    set(CMAKE_INTERPROCEDURAL_OPTIMIZATION_RELWITHDEBINFO ON)
+  else()
+    message(STATUS "LTO not available, building without it: ${cs_ipo_why}")
+  endif()
+endif()
