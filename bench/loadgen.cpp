@@ -1459,17 +1459,15 @@ int run_timed(shared_state& s, main_waiter& waiter) {
   }
   // The server's CPU time over the measured window (--pid): what a figure
   // costs the server, whichever side of the machine is the bottleneck.
-  const auto server_cpu = [&] {
-    if (o.pid == 0) {
-      return 0.0;
-    }
-    const auto cpu = tree_cpu_seconds(o.pid);
-    if (!cpu) {
-      die_msg("--pid " + std::to_string(o.pid) + " exited");
-    }
-    return *cpu;
+  // Missing if there is no --pid or the process is gone (the record then
+  // still carries the run's figures and errors).
+  const auto server_cpu = [&]() -> std::optional<double> {
+    return o.pid == 0 ? std::nullopt : tree_cpu_seconds(o.pid);
   };
-  const double cpu0 = server_cpu();
+  const auto cpu0 = server_cpu();
+  if (o.pid != 0 && !cpu0) {
+    die_msg("--pid " + std::to_string(o.pid) + ": no such process");
+  }
   const std::uint64_t v0 = snapshot();
   const std::uint64_t t0 = now_ns();
   if (!waiter.sleep(o.duration_s)) {
@@ -1477,7 +1475,7 @@ int run_timed(shared_state& s, main_waiter& waiter) {
   }
   const std::uint64_t v1 = snapshot();
   const double secs = static_cast<double>(now_ns() - t0) / 1e9;
-  const double cpu = server_cpu() - cpu0;
+  const auto cpu1 = server_cpu();
   ctx.stop();
 
   std::uint64_t nerr = 0;
@@ -1504,10 +1502,14 @@ int run_timed(shared_state& s, main_waiter& waiter) {
                  o.ttype == target_type::domain ? "domain" : "address", o.auth ? ", auth" : "",
                  rate, secs, static_cast<unsigned long long>(nerr));
   }
-  if (o.pid != 0) {
+  if (cpu0 && cpu1) {
+    const double cpu = *cpu1 - *cpu0;
     j.num("server_cpu_s", cpu, 2).num("server_cpu_util", cpu / secs, 3);
     std::fprintf(stderr, "  server (pid %d and its children): %.2f CPU-seconds, %.0f %% of one CPU\n",
                  o.pid, cpu, 100 * cpu / secs);
+  } else if (o.pid != 0) {
+    j.null("server_cpu_s").null("server_cpu_util");
+    std::fprintf(stderr, "  server (pid %d) exited during the run: no CPU figure\n", o.pid);
   }
   j.num("errors", nerr).raw("error_kinds", errs).str("first_error", ctx.first_error()).print();
   if (nerr != 0) {
