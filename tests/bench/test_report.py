@@ -1,0 +1,138 @@
+"""bench/report.py on synthetic run records: the side-by-side table's server
+CPU figures and ratios, and the --scaling report's speed-up, efficiency and
+target. report.py is pure (files in, files out), so these need no servers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPORT = Path(__file__).resolve().parents[2] / "bench" / "report.py"
+
+SERVERS = [("direct", "direct, no proxy", "ok", "0"), ("cleversocks", "CleverSocks 0.1.0", "ok", "1"),
+           ("dante", "Dante 1.4.2", "ok", "0"), ("microsocks", "microsocks 1.0.3", "ok", "1")]
+
+
+def meta(cases, scaling=()):
+    return {"date": "2026-11-23T00:00:00Z", "commit": "abc1234", "cpus": 8, "cpu_model": "test CPU",
+            "kernel": "6.18", "workers": 1, "generator_threads": 1, "pinning": "test", "duration_s": 3,
+            "warmup_s": 1, "reps": 3, "clients": 64, "pings": 10000, "idle_levels": [1000],
+            "loadavg_before": 0.0, "cases": cases, "scaling": list(scaling), "quick": False}
+
+
+def record(server, case, rep, result, workers=1, placement="pinned", died=False):
+    return {"server": server, "case": case, "rep": rep, "workers": workers, "placement": placement,
+            "server_died": died, "result": result}
+
+
+def throughput(gbit, util=None):
+    r = {"mode": "throughput", "gbit_s": gbit, "errors": 0}
+    if util is not None:
+        r.update(server_cpu_s=util * 3, server_cpu_util=util)
+    return r
+
+
+def sessions(rate, util=None):
+    r = {"mode": "sessions", "sessions_per_s": rate, "errors": 0}
+    if util is not None:
+        r.update(server_cpu_s=util * 3, server_cpu_util=util)
+    return r
+
+
+def run_report(tmp_path, records, meta_obj, *flags):
+    raw, servers, meta_path = tmp_path / "raw.jsonl", tmp_path / "servers.tsv", tmp_path / "meta.json"
+    raw.write_text("".join(json.dumps(r) + "\n" for r in records))
+    servers.write_text("".join("\t".join(s) + "\n" for s in SERVERS))
+    meta_path.write_text(json.dumps(meta_obj))
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(REPORT), *flags, str(raw), str(servers), str(meta_path), str(out)],
+                   check=True, capture_output=True, timeout=60)
+    return json.loads((tmp_path / "out.json").read_text()), (tmp_path / "out.md").read_text()
+
+
+def test_server_cpu_table_divides_each_run_by_the_servers_cpu(tmp_path):
+    recs = []
+    for rep in (1, 2, 3):
+        recs += [
+            record("direct", "thr_up_1", rep, throughput(30.0)),
+            # 25 Gbit/s at half a CPU: 50 per CPU-second, whatever the rate ratio says.
+            record("cleversocks", "thr_up_1", rep, throughput(25.0, 0.5)),
+            record("dante", "thr_up_1", rep, throughput(15.0, 1.0)),
+            record("microsocks", "thr_up_1", rep, throughput(2.5, 1.0)),
+            record("direct", "sess_ipv4", rep, sessions(14000.0)),
+            record("cleversocks", "sess_ipv4", rep, sessions(7000.0 + rep, 1.0)),
+            record("dante", "sess_ipv4", rep, sessions(3800.0, 0.95)),
+            record("microsocks", "sess_ipv4", rep, sessions(7200.0, 0.9)),
+        ]
+    # A run whose server exited: no CPU figure, the rest of the record kept.
+    recs.append(record("microsocks", "thr_up_1", 4,
+                       {**throughput(2.6), "server_cpu_s": None, "server_cpu_util": None}, died=True))
+    result, md = run_report(tmp_path, recs, meta(["thr_up_1", "sess_ipv4"]))
+
+    cpu = result["server_cpu"]["table"]
+    assert "direct" not in cpu
+    assert cpu["cleversocks"]["cpu_up1"]["value"] == pytest.approx(50.0)
+    assert cpu["cleversocks"]["cpu_up1"]["cpu_util"] == pytest.approx(0.5)
+    assert cpu["dante"]["cpu_up1"]["value"] == pytest.approx(15.0)
+    assert cpu["microsocks"]["cpu_up1"]["value"] == pytest.approx(2.5)  # the died run has none
+    assert cpu["cleversocks"]["cpu_sess_ipv4"]["value"] == pytest.approx(7002.0)
+    assert cpu["microsocks"]["cpu_sess_ipv4"]["value"] == pytest.approx(8000.0)
+    ratios = result["server_cpu"]["cleversocks_vs_best_peer"]
+    assert ratios["cpu_up1"] == pytest.approx(50.0 / 15.0)
+    assert ratios["cpu_sess_ipv4"] == pytest.approx(7002.0 / 8000.0)
+    # The main table is unchanged by the CPU figures: rates and their ratios.
+    assert result["cleversocks_vs_best_peer"]["up1"] == pytest.approx(25.0 / 15.0)
+    assert "## Server CPU" in md
+    assert "| CleverSocks 0.1.0 | 50.0 (50 %) | 7,002 (100 %) |" in md
+    assert "**CleverSocks / best peer** | 3.33× | 0.88× |" in md
+
+
+def test_no_server_cpu_section_without_cpu_figures(tmp_path):
+    recs = [record(s, "thr_up_1", 1, throughput(g)) for s, g in
+            (("direct", 30.0), ("cleversocks", 25.0), ("dante", 15.0), ("microsocks", 2.5))]
+    result, md = run_report(tmp_path, recs, meta(["thr_up_1"]))
+    assert "## Server CPU" not in md
+    assert result["server_cpu"]["table"]["cleversocks"]["cpu_up1"]["value"] is None
+
+
+def scaling_records(rates):
+    """rates: {workers: (placement, cleversocks sessions/s)}; direct always higher."""
+    recs = []
+    for w, (placement, rate) in rates.items():
+        for rep in (1, 2, 3):
+            recs.append(record("direct", "sess_ipv4", rep, sessions(2 * rate), w, placement))
+            recs.append(record("cleversocks", "sess_ipv4", rep, sessions(rate, 0.99 * w), w, placement))
+    return recs
+
+
+def test_scaling_speedup_and_efficiency_count_pinned_rows_only(tmp_path):
+    recs = scaling_records({1: ("pinned", 7000.0), 2: ("pinned", 13300.0), 4: ("pinned", 25200.0),
+                            8: ("shared", 20000.0)})
+    result, md = run_report(tmp_path, recs, meta(["sess_ipv4"], scaling=[1, 2, 4, 8]), "--scaling")
+    rows = {r["workers"]: r for r in result["cases"]["sess_ipv4"]}
+    assert rows[2]["speedup"] == pytest.approx(1.9)
+    assert rows[2]["efficiency"] == pytest.approx(0.95)
+    assert rows[4]["efficiency"] == pytest.approx(0.9)
+    assert "speedup" not in rows[8]  # shared: not counted
+    assert rows[4]["per_server_cpu"] == pytest.approx(25200.0 / (0.99 * 4))
+    [target] = result["targets"]
+    assert target["status"] == "met"
+    assert target["measured"] == pytest.approx(0.9)
+    assert "| 8 | shared | 40,000 | 20,000 | – | – |" in md
+
+
+def test_scaling_below_the_threshold_is_not_met(tmp_path):
+    recs = scaling_records({1: ("pinned", 7000.0), 2: ("pinned", 10500.0)})
+    result, _ = run_report(tmp_path, recs, meta(["sess_ipv4"], scaling=[1, 2]), "--scaling")
+    [target] = result["targets"]
+    assert target["status"] == "NOT met"
+    assert target["measured"] == pytest.approx(0.75)
+
+
+def test_scaling_with_only_one_pinned_width_is_not_measured(tmp_path):
+    recs = scaling_records({1: ("pinned", 7000.0), 2: ("shared", 7600.0)})
+    result, md = run_report(tmp_path, recs, meta(["sess_ipv4"], scaling=[1, 2]), "--scaling")
+    assert result["targets"][0]["status"] == "unknown"
+    assert "not measured: sessions/s IPv4: near-linear with W" in md
