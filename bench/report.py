@@ -47,20 +47,14 @@ BASE_COLUMNS = [
 DIRECT_NA = {"sess_domain", "sess_ipv4_auth", "sess_domain_auth"}
 
 
-# The server's CPU over the measured window (loadgen --pid): work done per
-# CPU-second of the server's process tree, whichever side of the machine was
-# the bottleneck. Key, header, case, derived metric, rate metric it divides.
-CPU_COLUMNS = [
-    ("cpu_up1", "1 stream up, Gbit/s per server CPU", "thr_up_1", "gbit_per_cpu", HIGH),
-    ("cpu_down1", "1 stream down", "thr_down_1", "gbit_per_cpu", HIGH),
-    ("cpu_up8", "8 streams up", "thr_up_8", "gbit_per_cpu", HIGH),
-    ("cpu_down8", "8 streams down", "thr_down_8", "gbit_per_cpu", HIGH),
-    ("cpu_sess_ipv4", "sessions IPv4, per server CPU-second", "sess_ipv4", "sessions_per_cpu_s", HIGH),
-    ("cpu_sess_domain", "sessions localhost", "sess_domain", "sessions_per_cpu_s", HIGH),
-    ("cpu_sess_ipv4_auth", "sessions IPv4 + auth", "sess_ipv4_auth", "sessions_per_cpu_s", HIGH),
-    ("cpu_sess_domain_auth", "sessions localhost + auth", "sess_domain_auth", "sessions_per_cpu_s", HIGH),
-]
+# The server's CPU over the measured window (loadgen --pid): each throughput
+# and session column again, divided by the server's CPU use (the share of one
+# CPU its process tree used), i.e. the work done per server CPU-second,
+# whichever side of the machine was the bottleneck. Derived metric → rate.
 PER_CPU = {"gbit_per_cpu": "gbit_s", "sessions_per_cpu_s": "sessions_per_s"}
+CPU_COLUMNS = [(f"cpu_{key}", f"{header} ÷ server CPU", case, derived, better)
+               for key, header, case, metric, better in BASE_COLUMNS
+               for derived, rate in PER_CPU.items() if rate == metric]
 
 
 def add_cpu_figures(records):
@@ -306,17 +300,16 @@ def scaling_report(raw_path, servers_path, meta_path):
     """bench/run.sh --scaling: each case at each worker count, CleverSocks against
     W=smallest, with direct at the same placement as the generator's ceiling."""
     records, servers, meta = load(raw_path, servers_path, meta_path)
-    by_w = defaultdict(list)  # (server, case, workers) -> [record]
-    placement = {}
-    for runs in records.values():
-        for r in runs:
-            by_w[(r["server"], r["case"], r["workers"])].append(r)
-            placement[r["workers"]] = r["placement"]
     add_cpu_figures(records)
+    by_w = defaultdict(lambda: defaultdict(list))  # workers -> (server, case) -> [record]
+    placement = {}
+    for (name, case), runs in records.items():
+        for r in runs:
+            by_w[r["workers"]][(name, case)].append(r)
+            placement[r["workers"]] = r["placement"]
     widths = [w for w in meta["scaling"] if w in placement]
-    columns = {c[2]: c for c in BASE_COLUMNS}
-    per_cpu = {rate: derived for derived, rate in PER_CPU.items()}
-    labels = {s["name"]: s["label"] for s in servers}
+    server = {s["name"]: s for s in servers}
+    cpu_columns = {c[2]: c for c in CPU_COLUMNS}
     lines = [
         "# CleverSocks scaling",
         "",
@@ -328,64 +321,47 @@ def scaling_report(raw_path, servers_path, meta_path):
         "the others (`pinned`), when the machine has at least 2W CPUs; otherwise everything shares "
         "every CPU (`shared`) and that row does not count as scaling. `direct` is the generator "
         "without a proxy at the same placement: its ceiling. Speed-up is against the smallest pinned "
-        "W; efficiency is speed-up divided by the growth in W (1.00 = linear).",
+        "W; efficiency is speed-up divided by the growth in W (1.00 = linear). The last column is "
+        "CleverSocks' figure divided by its CPU use, with that use in brackets.",
     ]
     result = {"meta": meta, "cases": {}, "targets": []}
-    for case in meta["cases"]:
-        col = columns.get(case)
-        if col is None or col[3] not in per_cpu:
-            lines += ["", f"`{case}`: not a throughput or sessions case; skipped."]
+    for col in BASE_COLUMNS:
+        case = col[2]
+        if case not in meta["cases"] or case not in cpu_columns:
             continue
-        metric = col[3]
         base = None
         rows = []
         for w in widths:
-            row = {"workers": w, "placement": placement[w]}
-            for name in ("direct", "cleversocks"):
-                recs = [r["result"] for r in by_w.get((name, case, w), []) if r["result"]]
-                vals = [r[metric] for r in recs if r.get(metric) is not None]
-                row[name] = statistics.median(vals) if vals else None
-                row[name + "_errors"] = sum(r.get("errors", 0) for r in recs)
-                if name == "cleversocks":
-                    utils = [r["server_cpu_util"] for r in recs if r.get("server_cpu_util") is not None]
-                    effs = [r[per_cpu[metric]] for r in recs if r.get(per_cpu[metric]) is not None]
-                    row["server_cpu_util"] = statistics.median(utils) if utils else None
-                    row["per_server_cpu"] = statistics.median(effs) if effs else None
-            cs = row["cleversocks"]
+            recs = by_w[w]
+            row = {"workers": w, "placement": placement[w],
+                   "direct": cell(server["direct"], col, recs, meta["cases"]),
+                   "cleversocks": cell(server["cleversocks"], col, recs, meta["cases"]),
+                   "per_server_cpu": cpu_cell(server["cleversocks"], cpu_columns[case], recs, meta["cases"])}
+            cs = row["cleversocks"]["value"]
             if row["placement"] == "pinned" and cs:
-                if base is None:
-                    base = (w, cs)
+                base = base or (w, cs)
                 row["speedup"] = cs / base[1]
                 row["efficiency"] = row["speedup"] / (w / base[0])
             rows.append(row)
         result["cases"][case] = rows
-        header = col[1]
-        lines += ["", f"## {header}", "",
-                  f"| W | placement | {labels.get('direct', 'direct')} | {labels.get('cleversocks', 'CleverSocks')} "
-                  "| speed-up | efficiency | server CPU % | per server CPU-second |",
-                  "|---|---|---|---|---|---|---|---|"]
-
-        def num(v, errors=0):
-            if v is None:
-                return "not run"
-            return fmt(v, metric) + (f" ({errors:,} err)" if errors else "")
-
+        lines += ["", f"## {col[1]}", "",
+                  f"| W | placement | {server['direct']['label']} | {server['cleversocks']['label']} "
+                  "| speed-up | efficiency | per server CPU-second |",
+                  "|---|---|---|---|---|---|---|"]
         for row in rows:
-            util = row.get("server_cpu_util")
             lines.append(
-                f"| {row['workers']} | {row['placement']} | {num(row['direct'], row['direct_errors'])} | "
-                f"{num(row['cleversocks'], row['cleversocks_errors'])} | "
+                f"| {row['workers']} | {row['placement']} | {row['direct']['text']} | "
+                f"{row['cleversocks']['text']} | "
                 + (f"{row['speedup']:.2f}× | {row['efficiency']:.2f}" if "speedup" in row else "– | –")
-                + f" | {'–' if util is None else f'{util * 100:.0f}'} | "
-                f"{'–' if row['per_server_cpu'] is None else fmt(row['per_server_cpu'], per_cpu[metric])} |")
-        scaled = [r for r in rows if "efficiency" in r and base and r["workers"] > base[0]]
-        if scaled:
-            worst = min(r["efficiency"] for r in scaled)
-            status = "met" if worst >= SCALING_EFFICIENCY else "NOT met"
-        else:
-            worst, status = None, "unknown"
-        result["targets"].append({"target": f"{header}: near-linear with W (efficiency ≥ {SCALING_EFFICIENCY})",
+                + f" | {row['per_server_cpu']['text']} |")
+        scaled = [r["efficiency"] for r in rows if "efficiency" in r and r["workers"] > base[0]]
+        worst = min(scaled) if scaled else None
+        status = "unknown" if worst is None else "met" if worst >= SCALING_EFFICIENCY else "NOT met"
+        result["targets"].append({"target": f"{col[1]}: near-linear with W (efficiency ≥ {SCALING_EFFICIENCY})",
                                   "measured": worst, "status": status})
+    skipped = [c for c in meta["cases"] if c not in cpu_columns]
+    if skipped:
+        lines += ["", "Not throughput or sessions cases, skipped: " + ", ".join(f"`{c}`" for c in skipped) + "."]
     lines += ["", "## Targets (issue 3)", ""]
     for t in result["targets"]:
         if t["status"] == "unknown":

@@ -116,7 +116,9 @@ def test_scaling_speedup_and_efficiency_count_pinned_rows_only(tmp_path):
     assert rows[2]["efficiency"] == pytest.approx(0.95)
     assert rows[4]["efficiency"] == pytest.approx(0.9)
     assert "speedup" not in rows[8]  # shared: not counted
-    assert rows[4]["per_server_cpu"] == pytest.approx(25200.0 / (0.99 * 4))
+    assert rows[4]["per_server_cpu"]["value"] == pytest.approx(25200.0 / (0.99 * 4))
+    assert rows[4]["per_server_cpu"]["cpu_util"] == pytest.approx(3.96)
+    assert rows[2]["cleversocks"]["value"] == pytest.approx(13300.0)
     [target] = result["targets"]
     assert target["status"] == "met"
     assert target["measured"] == pytest.approx(0.9)
