@@ -34,6 +34,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <memory>
@@ -1616,6 +1617,13 @@ std::vector<std::string_view> stat_fields(const std::string& line) {
   return out;
 }
 
+// A numeric /proc/PID/stat field; 0 if it is not one.
+std::uint64_t stat_number(std::string_view field) {
+  std::uint64_t v = 0;
+  std::from_chars(field.data(), field.data() + field.size(), v);
+  return v;
+}
+
 std::string read_stat(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
@@ -1641,8 +1649,7 @@ std::optional<std::vector<pid_t>> process_tree(pid_t root) {
     if (f.size() < 2) {
       continue;  // exited meanwhile
     }
-    children[static_cast<pid_t>(std::strtol(std::string(f[1]).c_str(), nullptr, 10))].push_back(
-        pid);
+    children[static_cast<pid_t>(stat_number(f[1]))].push_back(pid);
     root_seen = root_seen || pid == root;
   }
   if (!root_seen) {
@@ -1696,7 +1703,7 @@ std::optional<double> tree_cpu_seconds(pid_t root) {
       continue;  // exited since the walk; its time is in its parent's cutime
     }
     for (std::size_t i = 11; i <= 14; ++i) {  // utime stime cutime cstime
-      ticks += std::strtoull(std::string(f[i]).c_str(), nullptr, 10);
+      ticks += stat_number(f[i]);
     }
   }
   return static_cast<double>(ticks) / ticks_per_s;

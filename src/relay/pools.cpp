@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -18,12 +19,11 @@ void close_pair(pipe_pair p) noexcept {
 }  // namespace
 
 idle_pipe_caps idle_pipe_caps_for(unsigned workers) noexcept {
-  const std::size_t w = workers == 0 ? 1 : workers;
-  auto clamp = [](std::size_t v, std::size_t lo, std::size_t hi) { return v < lo ? lo : v > hi ? hi : v; };
+  const std::size_t w = std::max(workers, 1u);
   // 256 default pipes (4,096 pages) and 32 grown ones (a further 1,536)
   // across all workers, never fewer than 4 and 1 per worker: at 64 workers
   // that is 7,168 pages, 44 % of the default budget.
-  return {clamp(256 / w, 4, 64), clamp(32 / w, 1, 8)};
+  return {std::clamp<std::size_t>(256 / w, 4, 64), std::clamp<std::size_t>(32 / w, 1, 8)};
 }
 
 pipe_pool::pipe_pool(std::size_t max_idle, std::size_t grow_to, std::size_t max_idle_grown,
