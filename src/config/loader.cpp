@@ -373,6 +373,7 @@ const std::vector<scalar_field>& scalar_fields() {
                                     {{"splice", relay::relay_mode::splice}, {"copy", relay::relay_mode::copy}}),
       size_field("relay.buffer_size", [](settings& s) -> auto& { return s.relay.chunk; }, 1024, true),
       size_field("relay.pipe_size", [](settings& s) -> auto& { return s.relay.pipe_size; }, 4096, true),
+      size_field("relay.notsent_lowat", [](settings& s) -> auto& { return s.relay.notsent_lowat; }, 0),
       enum_field<spdlog::level::level_enum>("log.level", [](settings& s) -> auto& { return s.log.level; },
                                             {{"error", spdlog::level::err},
                                              {"warn", spdlog::level::warn},

@@ -4,10 +4,13 @@
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 
 namespace cs::relay {
 
@@ -199,6 +202,9 @@ void tcp_relay::pump(direction& d) {
       d.bytes += static_cast<std::uint64_t>(n);
       d.pending = static_cast<std::size_t>(n);
       drained = d.pending < asked;
+      if (!drained && !d.bulk) {
+        became_bulk(d);
+      }
       continue;
     }
     if (n == 0) {
@@ -235,6 +241,17 @@ void tcp_relay::wait(direction& d, bool for_write) {
                  }
                  op_done();
                }));
+}
+
+void tcp_relay::became_bulk(direction& d) noexcept {
+  d.bulk = true;
+#ifdef TCP_NOTSENT_LOWAT
+  if (options_.notsent_lowat > 0) {
+    // Best effort: without it the kernel's default applies, as before.
+    const int lowat = static_cast<int>(std::min<std::size_t>(options_.notsent_lowat, INT_MAX));
+    ::setsockopt(d.to->native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+  }
+#endif
 }
 
 void tcp_relay::finish_direction(direction& d) {

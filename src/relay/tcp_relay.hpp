@@ -42,6 +42,13 @@ struct relay_options {
   /// default pipe). Best effort: pipe-max-size and pipe-user-pages-soft
   /// may refuse, and the pipe keeps its size.
   std::size_t pipe_size = 256 * 1024;
+  /// A direction that fills a read (a bulk transfer) sets TCP_NOTSENT_LOWAT
+  /// to this on the socket it writes to: the kernel then queues at most
+  /// about this many not-yet-sent bytes there (it still lets the congestion
+  /// window's worth be in flight), so a bulk tunnel waits in the sender's
+  /// window instead of in megabytes of the proxy's send buffer. 0 = leave
+  /// the kernel's setting (net.ipv4.tcp_notsent_lowat).
+  std::size_t notsent_lowat = 128 * 1024;
   int burst = 16;                 ///< chunks per readiness event before yielding
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  ///< 0 = none
 };
@@ -195,6 +202,7 @@ class tcp_relay : public idle_link {
     std::size_t offset = 0;                // copy mode: write position in buf
     std::uint64_t bytes = 0;
     bool done = false;
+    bool bulk = false;                     // a read filled its pipe/buffer
     op_storage op;  // its pending wait
   };
 
@@ -202,6 +210,7 @@ class tcp_relay : public idle_link {
   void pump(direction& d);
   void wait(direction& d, bool for_write);
   void finish_direction(direction& d);
+  void became_bulk(direction& d) noexcept;
   void stop(end_reason reason, core::error_code ec);
   void release(direction& d) noexcept;
   void check_idle(std::chrono::steady_clock::time_point now);

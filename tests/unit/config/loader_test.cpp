@@ -200,6 +200,7 @@ const std::map<std::string, key_value>& non_default_values() {
       {"relay.mode", {"copy", ""}},
       {"relay.buffer_size", {"128KiB", ""}},
       {"relay.pipe_size", {"1MiB", "1024KiB"}},
+      {"relay.notsent_lowat", {"16KiB", ""}},
       {"log.level", {"debug", ""}},
       {"log.format", {"json", ""}},
       {"log.access_log", {"false", ""}},

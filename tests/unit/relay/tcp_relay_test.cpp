@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <string>
 
@@ -457,6 +459,43 @@ TEST_P(RelayTest, SlowReaderBackpressure) {
   EXPECT_EQ(result.bytes_up, up.size());
   EXPECT_TRUE(at_t == up) << at_t.size();
   EXPECT_EQ(relay.heap_fallbacks(), 0u) << "a write wait did not fit the direction's operation storage";
+}
+
+int notsent_lowat(tcp::socket& s) {
+  int v = -1;
+  socklen_t len = sizeof v;
+  EXPECT_EQ(::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, &len), 0);
+  return v;  // 0: not set on this socket (the sysctl applies)
+}
+
+TEST_P(RelayTest, BulkDirectionBoundsUnsentBytesOnlyOnTheSocketItWritesTo) {
+  for (const std::size_t lowat : {std::size_t{64 * 1024}, std::size_t{0}}) {
+    SCOPED_TRACE(lowat);
+    SetUp();  // fresh sockets: the option stays set on a socket
+    auto o = options();
+    o.notsent_lowat = lowat;
+    const auto up = random_bytes(1024 * 1024, 10);
+    tcp_relay relay(rc, rt, o, pipes, buffers, idle);
+    relay_result result;
+    bytevec at_t;
+    const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+      auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
+      auto client = [&]() -> asio::awaitable<void> {
+        auto r = co_await (send_and_close(c, up) && read_to_eof(c));
+        EXPECT_EQ(r.second.size(), 10u);
+      };
+      auto target = [&]() -> asio::awaitable<void> {
+        auto r = co_await (send_and_close(t, bytevec(10, 'x')) && read_to_eof(t));
+        at_t = std::move(r.second);
+      };
+      co_await (run_relay() && client() && target());
+    }(), std::chrono::seconds(20));
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(result.reason, end_reason::closed);
+    EXPECT_TRUE(at_t == up) << at_t.size();
+    EXPECT_EQ(notsent_lowat(rt), static_cast<int>(lowat)) << "the bulk direction writes to the target's socket";
+    EXPECT_EQ(notsent_lowat(rc), 0) << "10 bytes down are no bulk transfer: the client's socket keeps the default";
+  }
 }
 
 TEST_P(RelayTest, IdleTunnelHoldsNoPipeOrBuffer) {
