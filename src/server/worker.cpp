@@ -53,6 +53,17 @@ bool out_of_resources(const core::error_code& ec) {
 }
 }  // namespace
 
+bool nodelay_inherited_from(tcp::acceptor& acceptor) noexcept {
+#ifdef __linux__
+  core::error_code ec;
+  acceptor.set_option(tcp::no_delay(true), ec);
+  return !ec;
+#else
+  (void)acceptor;
+  return false;
+#endif
+}
+
 worker::worker(unsigned id, std::shared_ptr<const config::snapshot> snap, session::shared_services& shared,
                std::function<void()> on_drained)
     : id_(id), on_drained_(std::move(on_drained)), snap_(std::move(snap)),
@@ -89,6 +100,7 @@ tcp::endpoint worker::bind_listener(std::unique_ptr<listener> li, const tcp::end
     acc.set_option(asio::ip::v6_only(true));  // [::] means IPv6 only; list 0.0.0.0 for IPv4
   }
   acc.bind(ep);
+  li->nodelay_inherited = nodelay_inherited_from(acc);
   acc.listen(backlog);
   const auto bound = acc.local_endpoint();
   listeners_.push_back(std::move(li));
@@ -115,6 +127,9 @@ tcp::endpoint worker::adopt(int fd, config::proxy_protocol_mode pp) {
   ::getsockname(copy, reinterpret_cast<sockaddr*>(&ss), &len);
   auto li = std::make_unique<listener>(listener{tcp::acceptor(io_), pp});
   li->acceptor.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), copy);
+  // nodelay_inherited stays false: connections queued before we could set
+  // it on the listener (socket activation starts us for the first one)
+  // would not have it.
   const auto bound = li->acceptor.local_endpoint();
   listeners_.push_back(std::move(li));
   return bound;
@@ -164,8 +179,10 @@ asio::awaitable<void> worker::accept_loop(listener& l) {
       continue;
     }
     metrics_.connections_accepted.inc();
-    core::error_code ignored;
-    sock.set_option(tcp::no_delay(true), ignored);
+    if (!l.nodelay_inherited) {  // else the listener passed it on: one system call less per session
+      core::error_code ignored;
+      sock.set_option(tcp::no_delay(true), ignored);
+    }
     spawn_session(std::move(sock), peer, l);
   }
 }

@@ -26,6 +26,12 @@ namespace cs::server {
 
 using tcp = boost::asio::ip::tcp;
 
+/// Sets TCP_NODELAY on a listening socket. Returns true when the sockets it
+/// accepts inherit the option (Linux copies it to each accepted socket), so
+/// the accept loop need not set it on each one; false elsewhere, or when the
+/// listener refused it.
+bool nodelay_inherited_from(tcp::acceptor& acceptor) noexcept;
+
 class worker {
  public:
   /// `on_drained` is called (from this worker's thread) when the worker is
@@ -64,6 +70,7 @@ class worker {
     tcp::acceptor acceptor;
     config::proxy_protocol_mode proxy_protocol;
     std::size_t forward = SIZE_MAX;  ///< port_forward index, or SIZE_MAX for SOCKS
+    bool nodelay_inherited = false;  ///< accepted sockets already have TCP_NODELAY
   };
   tcp::endpoint bind_listener(std::unique_ptr<listener> li, const tcp::endpoint& ep, int backlog);
   boost::asio::awaitable<void> accept_loop(listener& l);

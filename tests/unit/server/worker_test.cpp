@@ -99,6 +99,30 @@ class WorkerTest : public ::testing::Test {
   tcp::socket target{io};
 };
 
+// The accept loop skips the per-socket setsockopt only because the kernel
+// copies the listener's TCP_NODELAY to every accepted socket; a kernel that
+// did not would leave sessions with Nagle's algorithm on. Checked here.
+TEST(ListenerNoDelay, AcceptedSocketsInheritItFromTheListener) {
+  asio::io_context io;
+  for (const auto& addr : {asio::ip::address(asio::ip::address_v4::loopback()),
+                           asio::ip::address(asio::ip::address_v6::loopback())}) {
+    SCOPED_TRACE(addr.to_string());
+    tcp::acceptor acc(io);
+    acc.open(tcp::endpoint(addr, 0).protocol());
+    acc.bind(tcp::endpoint(addr, 0));
+    ASSERT_TRUE(cs::server::nodelay_inherited_from(acc));
+    acc.listen();
+    tcp::socket client(io);
+    client.connect(acc.local_endpoint());
+    tcp::socket accepted = acc.accept();
+    tcp::no_delay nd;
+    accepted.get_option(nd);
+    EXPECT_TRUE(nd.value()) << "the accepted socket did not inherit TCP_NODELAY";
+    client.get_option(nd);
+    EXPECT_FALSE(nd.value()) << "control: a socket nobody set it on";
+  }
+}
+
 TEST_F(WorkerTest, CancelSessionsEndsOpenTunnelsAndDrains) {
   ASSERT_TRUE(run_bounded(io, open_tunnel()));
   EXPECT_EQ(w->active_sessions(), 1u) << "a handed-over tunnel still counts as a session";
