@@ -132,9 +132,6 @@ long tcp_relay::read_in(direction& d, core::error_code& ec, std::size_t& asked) 
     }
     asked = read_size(d);
     n = ::splice(fd, nullptr, d.pipe.write_fd, nullptr, asked, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0 && static_cast<std::size_t>(n) == d.pipe.capacity) {
-      pipes_.grow(d.pipe);  // a bulk transfer: larger splices from now on
-    }
   } else {
     if (!d.buf) {
       d.buf = buffers_.acquire();
@@ -202,8 +199,8 @@ void tcp_relay::pump(direction& d) {
       d.bytes += static_cast<std::uint64_t>(n);
       d.pending = static_cast<std::size_t>(n);
       drained = d.pending < asked;
-      if (!drained && !d.bulk) {
-        became_bulk(d);
+      if (!drained) {
+        filled(d);
       }
       continue;
     }
@@ -243,7 +240,13 @@ void tcp_relay::wait(direction& d, bool for_write) {
                }));
 }
 
-void tcp_relay::became_bulk(direction& d) noexcept {
+void tcp_relay::filled(direction& d) noexcept {
+  if (d.pipe) {
+    pipes_.grow(d.pipe);  // larger splices from now on (no-op once grown)
+  }
+  if (d.bulk) {
+    return;
+  }
   d.bulk = true;
 #ifdef TCP_NOTSENT_LOWAT
   if (options_.notsent_lowat > 0) {

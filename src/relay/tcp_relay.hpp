@@ -210,7 +210,9 @@ class tcp_relay : public idle_link {
   void pump(direction& d);
   void wait(direction& d, bool for_write);
   void finish_direction(direction& d);
-  void became_bulk(direction& d) noexcept;
+  /// A read filled the pipe or buffer: a bulk transfer. Grows the pipe and,
+  /// the first time, bounds the unsent bytes on the socket written to.
+  void filled(direction& d) noexcept;
   void stop(end_reason reason, core::error_code ec);
   void release(direction& d) noexcept;
   void check_idle(std::chrono::steady_clock::time_point now);
