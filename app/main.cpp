@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
       {"timeouts.drain", "--drain-timeout", "On SIGTERM/SIGINT, time open tunnels get to finish (30s)", {}},
       {"dns.servers", "--dns-server", "DNS servers IP[:PORT], comma-separated (default: /etc/resolv.conf)", {}},
       {"log.format", "--log-format", "Log format: text or json", {}},
-      {"relay.mode", "--relay", "Relay engine: splice (zero-copy) or copy", {}},
+      {"relay.mode", "--relay", "Relay engine: adaptive (copy small reads, splice bulk; default), splice or copy", {}},
       {"acl.default", "--default-action", "When no ACL rule matches: allow or deny", {}},
       {"geoip.database", "--geoip", "MaxMind DB (GeoLite2 Country/City) for country rules", {}},
       {"users_file", "--users-file", "File of NAME:PASSWORD or NAME:$argon2id$... lines", {}},

@@ -115,28 +115,30 @@ void tcp_relay::start(asio::any_completion_handler<relay_signature> handler) {
   }
 }
 
-std::size_t tcp_relay::read_size(const direction& d) const noexcept {
-  // A splice moves what the (empty) pipe can take.
-  return options_.mode == relay_mode::splice ? d.pipe.capacity : std::min(options_.chunk, buffers_.buffer_size());
+bool tcp_relay::splicing(const direction& d) const noexcept {
+  return options_.mode == relay_mode::splice || (options_.mode == relay_mode::adaptive && d.bulk);
 }
 
 long tcp_relay::read_in(direction& d, core::error_code& ec, std::size_t& asked) {
   const int fd = d.from->native_handle();
   long n = -1;
-  if (options_.mode == relay_mode::splice) {
+  if (splicing(d)) {
+    if (d.buf) {  // adaptive: the direction turned bulk after a copied read (all of it written)
+      buffers_.release(std::move(d.buf));
+    }
     if (!d.pipe) {
       d.pipe = pipes_.acquire(ec);
       if (ec) {
         return -1;
       }
     }
-    asked = read_size(d);
+    asked = d.pipe.capacity;  // what the (empty) pipe can take
     n = ::splice(fd, nullptr, d.pipe.write_fd, nullptr, asked, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   } else {
     if (!d.buf) {
       d.buf = buffers_.acquire();
     }
-    asked = read_size(d);
+    asked = std::min(options_.chunk, buffers_.buffer_size());
     n = ::recv(fd, d.buf.get(), asked, 0);
     d.offset = 0;
   }
@@ -149,13 +151,13 @@ long tcp_relay::read_in(direction& d, core::error_code& ec, std::size_t& asked) 
 long tcp_relay::write_out(direction& d, core::error_code& ec) {
   const int fd = d.to->native_handle();
   long n = -1;
-  if (options_.mode == relay_mode::splice) {
-    n = ::splice(d.pipe.read_fd, nullptr, fd, nullptr, d.pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  } else {
+  if (d.buf) {  // the pending bytes were copied in
     n = ::send(fd, d.buf.get() + d.offset, d.pending, MSG_NOSIGNAL);
     if (n > 0) {
       d.offset += static_cast<std::size_t>(n);
     }
+  } else {
+    n = ::splice(d.pipe.read_fd, nullptr, fd, nullptr, d.pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   }
   if (n < 0) {
     ec = errno_code();

@@ -10,6 +10,9 @@
 //   while bytes are in flight (zero-copy). Otherwise, or in `copy` mode, a
 //   pooled buffer, likewise held only while bytes are in flight. An idle
 //   tunnel holds neither: it waits for readiness, not for data.
+// - `adaptive` mode (the default) copies a direction's reads through the
+//   buffer until one fills it, then splices: small messages cost less
+//   copied (recv/send) than spliced, bulk transfers are zero-copy.
 // - Each readiness event moves at most `burst` chunks before yielding to
 //   the loop, so one fast tunnel cannot starve others on the same thread.
 //
@@ -32,11 +35,15 @@ namespace cs::relay {
 
 using tcp = boost::asio::ip::tcp;
 
-enum class relay_mode : std::uint8_t { splice, copy };
+enum class relay_mode : std::uint8_t {
+  adaptive,  ///< copy until a read fills the buffer (bulk), then splice (Linux)
+  splice,    ///< always splice (Linux)
+  copy,      ///< always recv/send through a pooled buffer
+};
 
 struct relay_options {
-  relay_mode mode = relay_mode::splice;
-  std::size_t chunk = 64 * 1024;  ///< copy mode: buffer per direction in flight (bytes per recv)
+  relay_mode mode = relay_mode::adaptive;
+  std::size_t chunk = 64 * 1024;  ///< copied reads: buffer per direction in flight (bytes per recv)
   /// splice mode: a pipe that a transfer fills grows to this many bytes, so
   /// bulk moves in fewer, larger splices (64 B sessions keep the kernel's
   /// default pipe). Best effort: pipe-max-size and pipe-user-pages-soft
@@ -196,8 +203,8 @@ class tcp_relay : public idle_link {
   struct direction {
     tcp::socket* from = nullptr;
     tcp::socket* to = nullptr;
-    pipe_pair pipe;                        // splice mode, while in flight
-    std::unique_ptr<std::uint8_t[]> buf;   // copy mode, while in flight
+    pipe_pair pipe;                        // spliced reads, while in flight
+    std::unique_ptr<std::uint8_t[]> buf;   // copied reads, while in flight (never both)
     std::size_t pending = 0;               // bytes read but not yet written
     std::size_t offset = 0;                // copy mode: write position in buf
     std::uint64_t bytes = 0;
@@ -211,7 +218,8 @@ class tcp_relay : public idle_link {
   void wait(direction& d, bool for_write);
   void finish_direction(direction& d);
   /// A read filled the pipe or buffer: a bulk transfer. Grows the pipe and,
-  /// the first time, bounds the unsent bytes on the socket written to.
+  /// the first time, bounds the unsent bytes on the socket written to and
+  /// (adaptive mode) makes the direction's later reads splice.
   void filled(direction& d) noexcept;
   void stop(end_reason reason, core::error_code ec);
   void release(direction& d) noexcept;
@@ -219,7 +227,7 @@ class tcp_relay : public idle_link {
   void op_done();
   friend class idle_sweeper;
 
-  std::size_t read_size(const direction& d) const noexcept;  // bytes one read asks for
+  bool splicing(const direction& d) const noexcept;  // d's next read splices (else it copies)
   // Transfer primitives: bytes moved, 0 at EOF, -1 with errno set.
   long read_in(direction& d, core::error_code& ec, std::size_t& asked);  // asked: bytes it asked for
   long write_out(direction& d, core::error_code& ec);

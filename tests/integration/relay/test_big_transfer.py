@@ -19,7 +19,7 @@ BIG = int(os.environ.get("CS_BIG_BYTES", str(1 << 30)))
 
 
 @pytest.mark.deadline(600)
-@pytest.mark.parametrize("engine", ["splice", "copy"])
+@pytest.mark.parametrize("engine", ["adaptive", "splice", "copy"])
 def test_full_duplex_transfer_sha256(make_proxy, engine):
     proxy = make_proxy("--relay", engine, "--user", f"{C.AUTH_USER}:{C.AUTH_PASSWORD}")
     creds = (C.AUTH_USER, C.AUTH_PASSWORD)

@@ -15,7 +15,7 @@ from support import socksclient as sc
 from support.servers import EchoServer, TCPServer, recv_all
 
 BODY = bytes(range(256)) * 400  # 100 KiB
-ENGINES = ["splice", "copy"]  # --relay
+ENGINES = ["adaptive", "splice", "copy"]  # --relay
 
 
 @pytest.fixture(params=ENGINES)

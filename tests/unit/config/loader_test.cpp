@@ -881,7 +881,7 @@ TEST(Precedence, ErrorsFromEverySourceAreCollected) {
   src.file = dir.write("c.yaml", "timeouts:\n  idle: forever\n");
   src.env = {{"CLEVERSOCKS_WORKERS", "lots"}};
   src.command_line = [](settings&, std::vector<diagnostic>& errors) {
-    errors.push_back({"command line", 0, 0, "--relay", "expected one of: splice, copy (got 'fast')"});
+    errors.push_back({"command line", 0, 0, "--relay", "expected one of: adaptive, splice, copy (got 'fast')"});
   };
   std::vector<diagnostic> errs;
   (void)src.load(errs);
@@ -889,7 +889,7 @@ TEST(Precedence, ErrorsFromEverySourceAreCollected) {
             (std::vector<std::string>{
                 src.file + ":2:9: timeouts.idle: expected a duration (10, 1.5, 500ms, 2s, 1m, 1h) (got 'forever')",
                 "environment: CLEVERSOCKS_WORKERS: expected a non-negative whole number (got 'lots')",
-                "command line: --relay: expected one of: splice, copy (got 'fast')",
+                "command line: --relay: expected one of: adaptive, splice, copy (got 'fast')",
             }));
 }
 

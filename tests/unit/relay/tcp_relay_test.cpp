@@ -68,21 +68,28 @@ class RelayTest : public ::testing::TestWithParam<relay_mode> {
   // Asserts the pools hold every resource the relay ever took, each pipe
   // the size the pool thinks it is.
   void expect_nothing_held() {
-    if (GetParam() == relay_mode::splice) {
-      EXPECT_GE(pipes.created(), 1u) << "splice mode must have used a pipe";
-      EXPECT_EQ(pipes.idle(), pipes.created()) << "a pipe is still held";
-      std::vector<cs::relay::pipe_pair> back;
-      cs::core::error_code ec;
-      while (pipes.idle() > 0) {
-        back.push_back(pipes.acquire(ec));
-        EXPECT_EQ(::fcntl(back.back().write_fd, F_GETPIPE_SZ), static_cast<int>(back.back().capacity));
-      }
-      for (auto p : back) {
-        pipes.release(p, true);
-      }
-    } else {
-      EXPECT_EQ(pipes.created(), 0u) << "copy mode must not create pipes";
-      EXPECT_GE(buffers.idle(), 1u) << "the copy buffer was not returned";
+    EXPECT_EQ(pipes.idle(), pipes.created()) << "a pipe is still held";
+    std::vector<cs::relay::pipe_pair> back;
+    cs::core::error_code ec;
+    while (pipes.idle() > 0) {
+      back.push_back(pipes.acquire(ec));
+      EXPECT_EQ(::fcntl(back.back().write_fd, F_GETPIPE_SZ), static_cast<int>(back.back().capacity));
+    }
+    for (auto p : back) {
+      pipes.release(p, true);
+    }
+    switch (GetParam()) {
+      case relay_mode::splice:
+        EXPECT_GE(pipes.created(), 1u) << "splice mode must have used a pipe";
+        EXPECT_EQ(buffers.idle(), 0u) << "splice mode must not use buffers";
+        break;
+      case relay_mode::copy:
+        EXPECT_EQ(pipes.created(), 0u) << "copy mode must not create pipes";
+        EXPECT_GE(buffers.idle(), 1u) << "the copy buffer was not returned";
+        break;
+      case relay_mode::adaptive:
+        EXPECT_GE(buffers.idle(), 1u) << "adaptive mode copies first: the buffer was not returned";
+        break;
     }
   }
 
@@ -124,7 +131,7 @@ TEST_P(RelayTest, BytesBothWaysThenCleanClose) {
   EXPECT_EQ(relay.bytes_down(), down.size());
   EXPECT_TRUE(at_target == up) << "upstream bytes differ (" << at_target.size() << " vs " << up.size() << ")";
   EXPECT_TRUE(at_client == down) << "downstream bytes differ (" << at_client.size() << " vs " << down.size() << ")";
-  if (GetParam() == relay_mode::splice) {
+  if (GetParam() != relay_mode::copy) {
     EXPECT_GE(pipes.grown(), 1u) << "megabytes moved, yet no pipe grew for bulk";
   }
   expect_nothing_held();
@@ -529,6 +536,49 @@ TEST_P(RelayTest, IdleTunnelHoldsNoPipeOrBuffer) {
   EXPECT_EQ(result.bytes_down, down.size());
 }
 
+TEST_P(RelayTest, SmallMessagesAreCopiedBulkIsSpliced) {
+  // Which engine moves what: adaptive copies 64 B messages (no pipe) and
+  // splices once a read fills its buffer; splice and copy never switch.
+  tcp_relay relay(rc, rt, options(), pipes, buffers, idle);
+  relay_result result;
+  const auto bulk = random_bytes(2 * 1024 * 1024, 11);
+  const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
+    auto run_relay = [&]() -> asio::awaitable<void> { result = co_await relay.async_run(asio::use_awaitable); };
+    auto script = [&]() -> asio::awaitable<void> {
+      for (int i = 0; i < 3; ++i) {  // request / response
+        co_await (write_all(c, bytevec(64, 'q')) && read_exactly(t, 64));
+        co_await (write_all(t, bytevec(64, 'r')) && read_exactly(c, 64));
+      }
+      co_await settle();
+      const auto after_small = pipes.created();
+      auto r = co_await (write_all(c, bulk) && read_exactly(t, bulk.size()));
+      EXPECT_TRUE(std::get<1>(r) == bulk) << "bulk bytes differ";
+      co_await (write_all(t, bytevec(64, 'r')) && read_exactly(c, 64));  // and a reply after it
+      co_await settle();
+      switch (GetParam()) {
+        case relay_mode::adaptive:
+          EXPECT_EQ(after_small, 0u) << "64 B messages were spliced";
+          EXPECT_GE(pipes.created(), 1u) << "2 MiB were not spliced";
+          break;
+        case relay_mode::splice:
+          EXPECT_GE(after_small, 1u);
+          break;
+        case relay_mode::copy:
+          EXPECT_EQ(pipes.created(), 0u);
+          break;
+      }
+      expect_nothing_held();
+      c.shutdown(tcp::socket::shutdown_send);
+      t.shutdown(tcp::socket::shutdown_send);
+    };
+    co_await (run_relay() && script());
+  }());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(result.reason, end_reason::closed);
+  EXPECT_EQ(result.bytes_up, 3 * 64 + bulk.size());
+  EXPECT_EQ(result.bytes_down, 4 * 64u);
+}
+
 TEST_P(RelayTest, TwoIdleTunnelsShareNothing) {
   // Many idle tunnels on one thread must not each pin a pipe: after traffic
   // stops, the pool gets everything back.
@@ -557,7 +607,15 @@ TEST_P(RelayTest, TwoIdleTunnelsShareNothing) {
   ASSERT_TRUE(ok);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, RelayTest, ::testing::Values(relay_mode::splice, relay_mode::copy),
-                         [](const auto& p) { return p.param == relay_mode::splice ? "splice" : "copy"; });
+INSTANTIATE_TEST_SUITE_P(Modes, RelayTest,
+                         ::testing::Values(relay_mode::adaptive, relay_mode::splice, relay_mode::copy),
+                         [](const auto& p) {
+                           switch (p.param) {
+                             case relay_mode::adaptive: return "adaptive";
+                             case relay_mode::splice: return "splice";
+                             case relay_mode::copy: return "copy";
+                           }
+                           return "?";
+                         });
 
 }  // namespace
