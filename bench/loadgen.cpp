@@ -23,7 +23,6 @@
 
 #include <dirent.h>
 #include <getopt.h>
-#include <linux/perf_event.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -31,7 +30,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 
 #include <algorithm>
 #include <array>
@@ -79,7 +77,6 @@ struct options {
   int warmup_pings = 1000;
   std::vector<int> levels{1000, 5000, 10000};
   pid_t pid = 0;
-  std::vector<int> server_cpus;  // --server-cpus: the CPUs only the server runs on
   double hold_s = -1;  // < 0: until SIGINT/SIGTERM
   double timeout_s = 5;
   std::size_t msg_size = 64;
@@ -104,8 +101,6 @@ MODE: throughput | sessions | latency | idle
   --levels A,B,...    idle: tunnel counts to measure at (1000,5000,10000)
   --pid PID           proxy process: idle measures its tree's RSS, throughput and
                       sessions its tree's CPU time over the measured window
-  --server-cpus LIST  CPUs only the proxy runs on (e.g. 1-3): throughput and
-                      sessions also count their cycles and instructions
   --hold S            idle: seconds to hold the tunnels at the end (until signal)
   --timeout S         a connect/handshake/echo step stalled this long fails (5)
   --size BYTES        echo message size, 1..512 (64)
@@ -166,12 +161,11 @@ options parse_options(int argc, char** argv) {
     opt_warmup_count,
     opt_levels,
     opt_pid,
-    opt_server_cpus,
     opt_hold,
     opt_timeout,
     opt_size
   };
-  const std::array<option, 21> longopts{{
+  const std::array<option, 20> longopts{{
       {"proxy", required_argument, nullptr, opt_proxy},
       {"direct", no_argument, nullptr, opt_direct},
       {"target", required_argument, nullptr, opt_target},
@@ -187,7 +181,6 @@ options parse_options(int argc, char** argv) {
       {"warmup-count", required_argument, nullptr, opt_warmup_count},
       {"levels", required_argument, nullptr, opt_levels},
       {"pid", required_argument, nullptr, opt_pid},
-      {"server-cpus", required_argument, nullptr, opt_server_cpus},
       {"hold", required_argument, nullptr, opt_hold},
       {"timeout", required_argument, nullptr, opt_timeout},
       {"size", required_argument, nullptr, opt_size},
@@ -276,19 +269,6 @@ options parse_options(int argc, char** argv) {
       case opt_pid:
         o.pid = parse_int(optarg, "--pid", 1, 1 << 30);
         break;
-      case opt_server_cpus: {  // "1", "1-3", "0,2-3"
-        std::stringstream list(optarg);
-        std::string part;
-        while (std::getline(list, part, ',')) {
-          const auto dash = part.find('-');
-          const int lo = parse_int(part.substr(0, dash).c_str(), "--server-cpus", 0, 4095);
-          const int hi = dash == std::string::npos ? lo : parse_int(part.substr(dash + 1).c_str(), "--server-cpus", lo, 4095);
-          for (int cpu = lo; cpu <= hi; ++cpu) {
-            o.server_cpus.push_back(cpu);
-          }
-        }
-        break;
-      }
       case opt_hold:
         o.hold_s = parse_double(optarg, "--hold");
         break;
@@ -1464,32 +1444,6 @@ constexpr int exit_interrupted = 130;
 
 std::optional<double> tree_cpu_seconds(pid_t root);
 
-// Hardware counters of the CPUs the server alone is pinned to, from
-// construction to read(): unlike CPU time, cycles and instructions do not
-// grow when another tenant of the host slows the machine down, so they
-// compare servers on a noisy machine. Counted per CPU, not per process:
-// counters that follow a process's threads (perf's inherit) make every
-// thread creation costly, which cut a thread-per-connection server's
-// session rate by three quarters. A halted (idle) CPU counts no cycles.
-// Empty where the CPU or hypervisor has no counters.
-class cpu_counters {
- public:
-  struct values {
-    bool ok = false;  // false: no counters, or a read failed
-    std::uint64_t cycles = 0;
-    std::uint64_t instructions = 0;
-  };
-  explicit cpu_counters(const std::vector<int>& cpus);
-  ~cpu_counters();
-  cpu_counters(const cpu_counters&) = delete;
-  cpu_counters& operator=(const cpu_counters&) = delete;
-  values read() const;
-
- private:
-  std::vector<int> cycles_;
-  std::vector<int> instructions_;
-};
-
 int run_timed(shared_state& s, main_waiter& waiter) {
   const auto& o = s.opt;
   const bool thr = o.mode == run_mode::throughput;
@@ -1515,10 +1469,6 @@ int run_timed(shared_state& s, main_waiter& waiter) {
   if (o.pid != 0 && !cpu0) {
     die_msg("--pid " + std::to_string(o.pid) + ": no such process");
   }
-  std::optional<cpu_counters> counters;
-  if (!o.server_cpus.empty()) {
-    counters.emplace(o.server_cpus);
-  }
   const std::uint64_t v0 = snapshot();
   const std::uint64_t t0 = now_ns();
   if (!waiter.sleep(o.duration_s)) {
@@ -1527,7 +1477,6 @@ int run_timed(shared_state& s, main_waiter& waiter) {
   const std::uint64_t v1 = snapshot();
   const double secs = static_cast<double>(now_ns() - t0) / 1e9;
   const auto cpu1 = server_cpu();
-  const auto hw = counters ? counters->read() : cpu_counters::values{};
   ctx.stop();
 
   std::uint64_t nerr = 0;
@@ -1562,13 +1511,6 @@ int run_timed(shared_state& s, main_waiter& waiter) {
   } else if (o.pid != 0) {
     j.null("server_cpu_s").null("server_cpu_util");
     std::fprintf(stderr, "  server (pid %d) exited during the run: no CPU figure\n", o.pid);
-  }
-  if (hw.ok) {
-    j.num("server_cycles", hw.cycles).num("server_instructions", hw.instructions);
-    std::fprintf(stderr, "  server CPUs' hardware counters: %.3g cycles, %.3g instructions\n",
-                 static_cast<double>(hw.cycles), static_cast<double>(hw.instructions));
-  } else if (!o.server_cpus.empty()) {
-    j.null("server_cycles").null("server_instructions");
   }
   j.num("errors", nerr).raw("error_kinds", errs).str("first_error", ctx.first_error()).print();
   if (nerr != 0) {
@@ -1765,70 +1707,6 @@ std::optional<double> tree_cpu_seconds(pid_t root) {
     }
   }
   return static_cast<double>(ticks) / ticks_per_s;
-}
-
-namespace {
-int open_counter(int cpu, std::uint64_t config) {
-  perf_event_attr a{};
-  a.type = PERF_TYPE_HARDWARE;
-  a.size = sizeof a;
-  a.config = config;
-  a.exclude_hv = 1;  // the guest's own work only
-  return static_cast<int>(::syscall(SYS_perf_event_open, &a, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC));
-}
-}  // namespace
-
-cpu_counters::cpu_counters(const std::vector<int>& cpus) {
-  for (const int cpu : cpus) {
-    const int c = open_counter(cpu, PERF_COUNT_HW_CPU_CYCLES);
-    const int i = c < 0 ? -1 : open_counter(cpu, PERF_COUNT_HW_INSTRUCTIONS);
-    if (c >= 0) {
-      cycles_.push_back(c);
-    }
-    if (i >= 0) {
-      instructions_.push_back(i);
-    }
-    if (c < 0 || i < 0) {  // no counters (no PMU, not permitted): report none
-      std::fprintf(stderr, "  no hardware counters on CPU %d: %s\n", cpu, std::strerror(errno));
-      for (const int fd : cycles_) {
-        ::close(fd);
-      }
-      for (const int fd : instructions_) {
-        ::close(fd);
-      }
-      cycles_.clear();
-      instructions_.clear();
-      return;
-    }
-  }
-}
-
-cpu_counters::~cpu_counters() {
-  for (const int fd : cycles_) {
-    ::close(fd);
-  }
-  for (const int fd : instructions_) {
-    ::close(fd);
-  }
-}
-
-cpu_counters::values cpu_counters::read() const {
-  values out;
-  if (cycles_.empty()) {
-    return out;
-  }
-  const auto sum = [](const std::vector<int>& fds, std::uint64_t& total) {
-    for (const int fd : fds) {
-      std::uint64_t v = 0;
-      if (::read(fd, &v, sizeof v) != static_cast<ssize_t>(sizeof v)) {
-        return false;
-      }
-      total += v;
-    }
-    return true;
-  };
-  out.ok = sum(cycles_, out.cycles) && sum(instructions_, out.instructions);
-  return out;
 }
 
 // The "Max open files" soft limit of `pid`, 0 if unknown.

@@ -56,23 +56,6 @@ CPU_COLUMNS = [(f"cpu_{key}", f"{header} ÷ server CPU", case, derived, better)
                for key, header, case, metric, better in BASE_COLUMNS
                for derived, rate in PER_CPU.items() if rate == metric]
 
-# The hardware counters of the server's processes over the same window
-# (loadgen --pid, where the CPU offers them): cycles and instructions per
-# unit of work — per KiB relayed, per 1,000 sessions. Unlike CPU time they do
-# not grow when another tenant of the host slows the machine down. The cell's
-# value is cycles; the text adds instructions.
-HW_UNITS = {"thr_": ("bytes", 1024), "sess_": ("sessions", 1)}  # case prefix -> (loadgen field, per)
-
-
-def hw_header(header, case):
-    if case.startswith("thr_"):
-        return header.replace(" Gbit/s", ": cycles / instructions per KiB")
-    return header.replace("sessions/s", "sessions") + ": cycles / instructions per session"
-
-
-HW_COLUMNS = [(f"hw_{key}", hw_header(header, case), case, "cycles_per_unit", LOW)
-              for key, header, case, metric, better in BASE_COLUMNS if case.startswith(tuple(HW_UNITS))]
-
 
 def add_cpu_figures(records):
     """Adds the per-CPU figures to every loadgen record that has the server's CPU time."""
@@ -84,33 +67,6 @@ def add_cpu_figures(records):
             for derived, rate in PER_CPU.items():
                 if res.get(rate) is not None:
                     res[derived] = res[rate] / res["server_cpu_util"]
-    for (_, case), runs in records.items():
-        unit = next((u for p, u in HW_UNITS.items() if case.startswith(p)), None)
-        for r in runs:
-            res = r["result"]
-            if unit is None or not res or not res.get("server_cycles") or not res.get(unit[0]):
-                continue
-            n = res[unit[0]] / unit[1]
-            res["cycles_per_unit"] = res["server_cycles"] / n
-            res["instructions_per_unit"] = res["server_instructions"] / n
-
-
-def run_median(records, server, case, field):
-    """The median of one loadgen field over a server's runs of a case."""
-    return statistics.median(r["result"][field] for r in records.get((server["name"], case), [])
-                             if r["result"] and r["result"].get(field) is not None)
-
-
-def hw_cell(server, col, records, cases):
-    """Cycles per unit of work (the value), and instructions beside them."""
-    out = cell(server, col, records, cases)
-    if out["value"] is None:
-        return out
-    out["instructions"] = run_median(records, server, col[2], "instructions_per_unit")
-    k = col[2].startswith("sess_")  # sessions: thousands
-    num = (lambda v: f"{v / 1000:,.0f}k") if k else (lambda v: f"{v:,.0f}")
-    out["text"] = f"{num(out['value'])} / {num(out['instructions'])}" + out["text"][len(fmt(out["value"], col[3])):]
-    return out
 
 
 def cpu_cell(server, col, records, cases):
@@ -118,7 +74,9 @@ def cpu_cell(server, col, records, cases):
     out = cell(server, col, records, cases)
     if out["value"] is None:
         return out
-    out["cpu_util"] = run_median(records, server, col[2], "server_cpu_util")
+    utils = [r["result"]["server_cpu_util"] for r in records.get((server["name"], col[2]), [])
+             if r["result"] and r["result"].get("server_cpu_util") is not None]
+    out["cpu_util"] = statistics.median(utils)
     out["text"] += f" ({out['cpu_util'] * 100:.0f} %)"
     return out
 
@@ -253,45 +211,28 @@ def ratio_text(r):
     return "–" if r is None else f"{r:.2f}×"
 
 
-def section_markdown(title, intro, servers, columns, table, best_peer):
-    """A per-server section below the main table (one row per server but
-    direct, then CleverSocks / best peer); empty when no run has its figures."""
-    rows = [s for s in servers if s["name"] != "direct"]
-    cols = [c for c in columns if any(table[s["name"]][c[0]]["value"] is not None for s in rows)]
-    if not cols:
-        return []
-    lines = [f"## {title}", "", intro, "",
-             "| | " + " | ".join(c[1] for c in cols) + " |",
-             "|---|" + "---|" * len(cols)]
-    for s in rows:
-        lines.append(f"| {s['label']} | " + " | ".join(table[s["name"]][c[0]]["text"] for c in cols) + " |")
-    lines.append("| **CleverSocks / best peer** | "
-                 + " | ".join(ratio_text(best_peer.get(c[0])) for c in cols) + " |")
-    return lines
-
-
 def cpu_markdown(servers, cpu_table, cpu_best_peer):
     """The "Server CPU" section: empty when no run recorded the server's CPU time."""
-    return section_markdown(
-        "Server CPU",
+    rows = [s for s in servers if s["name"] != "direct"]
+    cols = [c for c in CPU_COLUMNS if any(cpu_table[s["name"]][c[0]]["value"] is not None for s in rows)]
+    if not cols:
+        return []
+    lines = [
+        "## Server CPU",
+        "",
         "The same runs, as work per CPU-second of the server's processes (user + system time of the "
         "process tree over the measured window, from /proc; on loopback a sender's system time also "
         "covers the receiver's TCP input, for every server alike), and in brackets the server's CPU "
         "use in % of one CPU. A server below 100 % was not what limited its row above.",
-        servers, CPU_COLUMNS, cpu_table, cpu_best_peer)
-
-
-def hw_markdown(servers, hw_table, hw_best_peer):
-    """The "Server hardware counters" section: empty when no run recorded them."""
-    return section_markdown(
-        "Server hardware counters",
-        "The same runs again, as the cycles / instructions the server's CPUs counted (pinned runs "
-        "only: those CPUs run the server alone; kernel included, `perf_event_open`) per KiB relayed "
-        "and per session; lower is better. Unlike CPU time, these do not grow when another tenant "
-        "of the host slows this machine down, so they compare the servers' work even on a noisy "
-        "day; like CPU time, they include the receiver's TCP input a sender runs on loopback. The "
-        "ratio row compares cycles.",
-        servers, HW_COLUMNS, hw_table, hw_best_peer)
+        "",
+        "| | " + " | ".join(c[1] for c in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for s in rows:
+        lines.append(f"| {s['label']} | " + " | ".join(cpu_table[s["name"]][c[0]]["text"] for c in cols) + " |")
+    lines.append("| **CleverSocks / best peer** | "
+                 + " | ".join(ratio_text(cpu_best_peer.get(c[0])) for c in cols) + " |")
+    return lines
 
 
 def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, cpu_lines=()):
@@ -633,13 +574,9 @@ def main():
     cpu_table = {s["name"]: {c[0]: cpu_cell(s, c, records, meta["cases"]) for c in CPU_COLUMNS}
                  for s in servers if s["name"] != "direct"}
     cpu_best_peer, _ = ratio_rows(cpu_table, servers, CPU_COLUMNS)
-    hw_table = {s["name"]: {c[0]: hw_cell(s, c, records, meta["cases"]) for c in HW_COLUMNS}
-                for s in servers if s["name"] != "direct"}
-    hw_best_peer, _ = ratio_rows(hw_table, servers, HW_COLUMNS)
-    hw_lines = hw_markdown(servers, hw_table, hw_best_peer)
 
     md = markdown(meta, servers, columns, table, best_peer, vs_direct, target_list,
-                  cpu_markdown(servers, cpu_table, cpu_best_peer) + ([""] + hw_lines if hw_lines else []))
+                  cpu_markdown(servers, cpu_table, cpu_best_peer))
     micro = load_micro(args.micro) if args.micro else None
     if micro is not None or args.micro_note:
         md += "\n" + "\n".join(micro_markdown(micro, args.micro_note)) + "\n"
@@ -655,8 +592,6 @@ def main():
         "server_cpu": {"columns": [{"key": c[0], "header": c[1], "case": c[2], "metric": c[3]}
                                    for c in CPU_COLUMNS],
                        "table": cpu_table, "cleversocks_vs_best_peer": cpu_best_peer},
-        "server_hardware_counters": {"columns": [{"key": c[0], "header": c[1], "case": c[2]} for c in HW_COLUMNS],
-                                     "table": hw_table, "cleversocks_vs_best_peer": hw_best_peer},
         "targets": target_list,
     }
     if micro is not None or args.micro_note:

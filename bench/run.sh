@@ -404,9 +404,6 @@ run_case() {
     via=(--proxy "127.0.0.1:$port")
     # --pid: idle weighs its memory; throughput and sessions its CPU time.
     via+=(--pid "$pid")
-    # Pinned, the server's CPUs are its own: count their cycles and
-    # instructions too (shared CPUs would mix in the generator's).
-    [[ $PLACEMENT == pinned ]] && via+=(--server-cpus "$SERVER_SET")
     [[ $with_auth == 1 ]] && via+=(--auth "$AUTH_USER:$AUTH_PASS")
   fi
   read -ra args <<<"$(case_args "$case")"

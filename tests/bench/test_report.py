@@ -97,44 +97,6 @@ def test_no_server_cpu_section_without_cpu_figures(tmp_path):
     assert result["server_cpu"]["table"]["cleversocks"]["cpu_up1"]["value"] is None
 
 
-def test_hardware_counters_per_kib_and_per_session(tmp_path):
-    def counted(r, cycles, instructions, **fields):
-        return {**r, **fields, "server_cycles": cycles, "server_instructions": instructions}
-
-    recs = []
-    for rep in (1, 2, 3):
-        recs += [
-            record("direct", "thr_up_1", rep, throughput(30.0)),
-            # 3 GiB relayed with 3e9 cycles: 1,000 cycles per KiB.
-            record("cleversocks", "thr_up_1", rep, counted(throughput(25.0, 0.5), 3e9, 1.5e9, bytes=3 << 30)),
-            record("dante", "thr_up_1", rep, counted(throughput(15.0, 1.0), 9e9, 6e9, bytes=3 << 30)),
-            record("microsocks", "thr_up_1", rep, throughput(2.5, 1.0)),  # no counters: no cell
-            record("direct", "sess_ipv4", rep, sessions(14000.0)),
-            record("cleversocks", "sess_ipv4", rep, counted(sessions(7000.0, 1.0), 10e9, 4e9, sessions=20000)),
-            record("dante", "sess_ipv4", rep, counted(sessions(3800.0, 1.0), 10e9, 6e9, sessions=10000)),
-            record("microsocks", "sess_ipv4", rep, counted(sessions(7200.0, 1.0), 10e9, 5e9, sessions=25000)),
-        ]
-    result, md = run_report(tmp_path, recs, meta(["thr_up_1", "sess_ipv4"]))
-    hw = result["server_hardware_counters"]
-    assert hw["table"]["cleversocks"]["hw_up1"]["value"] == pytest.approx(3e9 / (3 << 20))
-    assert hw["table"]["cleversocks"]["hw_up1"]["instructions"] == pytest.approx(1.5e9 / (3 << 20))
-    assert hw["table"]["microsocks"]["hw_up1"]["value"] is None
-    assert hw["table"]["cleversocks"]["hw_sess_ipv4"]["value"] == pytest.approx(500e3)
-    # Lower is better: CleverSocks' 500k cycles against microsocks' 400k.
-    assert hw["cleversocks_vs_best_peer"]["hw_sess_ipv4"] == pytest.approx(1.25)
-    assert hw["cleversocks_vs_best_peer"]["hw_up1"] == pytest.approx(1 / 3)
-    assert "## Server hardware counters" in md
-    assert "| CleverSocks 0.1.0 | 954 / 477 | 500k / 200k |" in md
-
-
-def test_no_hardware_counter_section_without_counters(tmp_path):
-    recs = [record(s, "sess_ipv4", 1, sessions(r, 1.0)) for s, r in
-            (("direct", 14000.0), ("cleversocks", 7000.0), ("dante", 3800.0), ("microsocks", 7200.0))]
-    result, md = run_report(tmp_path, recs, meta(["sess_ipv4"]))
-    assert "## Server hardware counters" not in md
-    assert result["server_hardware_counters"]["table"]["cleversocks"]["hw_sess_ipv4"]["value"] is None
-
-
 def scaling_records(rates):
     """rates: {workers: (placement, cleversocks sessions/s)}; direct always higher."""
     recs = []
