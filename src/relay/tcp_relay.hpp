@@ -44,10 +44,11 @@ enum class relay_mode : std::uint8_t {
 struct relay_options {
   relay_mode mode = relay_mode::adaptive;
   std::size_t chunk = 64 * 1024;  ///< copied reads: buffer per direction in flight (bytes per recv)
-  /// splice mode: a pipe that a transfer fills grows to this many bytes, so
-  /// bulk moves in fewer, larger splices (64 B sessions keep the kernel's
-  /// default pipe). Best effort: pipe-max-size and pipe-user-pages-soft
-  /// may refuse, and the pipe keeps its size.
+  /// spliced reads: a pipe that a transfer fills grows to this many bytes,
+  /// so bulk moves in fewer, larger splices (a 64 B session in splice mode
+  /// keeps the kernel's default pipe; in adaptive mode it takes none).
+  /// Best effort: pipe-max-size and pipe-user-pages-soft may refuse, and
+  /// the pipe keeps its size.
   std::size_t pipe_size = 256 * 1024;
   /// A direction that fills a read (a bulk transfer) sets TCP_NOTSENT_LOWAT
   /// to this on the socket it writes to: the kernel then queues at most
@@ -206,7 +207,7 @@ class tcp_relay : public idle_link {
     pipe_pair pipe;                        // spliced reads, while in flight
     std::unique_ptr<std::uint8_t[]> buf;   // copied reads, while in flight (never both)
     std::size_t pending = 0;               // bytes read but not yet written
-    std::size_t offset = 0;                // copy mode: write position in buf
+    std::size_t offset = 0;                // copied reads: write position in buf
     std::uint64_t bytes = 0;
     bool done = false;
     bool bulk = false;                     // a read filled its pipe/buffer
