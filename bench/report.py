@@ -118,6 +118,8 @@ def cell(server, col, records, cases):
     if case.endswith("_auth") and not server["auth"]:
         return {"text": "n/a", "value": None}
     runs = records.get((name, case), [])
+    if not runs:  # run.sh skipped it: not one of the cases this server runs
+        return {"text": "not run", "value": None}
     died = any(r["server_died"] for r in runs)
     recs = [r["result"] for r in runs if r["result"] is not None]
     if isinstance(metric, tuple):  # idle: one record per level
@@ -156,13 +158,24 @@ def fmt(value, metric):
     return f"{value:.2f}"
 
 
-def ratio_rows(table, servers, columns):
+def is_peer(name):
+    """Servers other than the baseline and CleverSocks itself (cleversocks_*
+    rows are CleverSocks with a non-default setting)."""
+    return name != "direct" and not name.startswith("cleversocks")
+
+
+def variants(servers):
+    """The cleversocks_* rows."""
+    return [s for s in servers if s["name"].startswith("cleversocks_")]
+
+
+def ratio_rows(table, servers, columns, cs_name="cleversocks"):
     """CleverSocks / best peer and CleverSocks / direct, per column."""
-    peers = [s["name"] for s in servers if s["name"] not in ("direct", "cleversocks")]
+    peers = [s["name"] for s in servers if is_peer(s["name"])]
     best_peer, vs_direct = {}, {}
     for col in columns:
         key, better = col[0], col[4]
-        cs = table.get("cleversocks", {}).get(key, {}).get("value")
+        cs = table.get(cs_name, {}).get(key, {}).get("value")
         peer_values = [table[p][key]["value"] for p in peers if table[p][key]["value"] is not None]
         if cs is not None and peer_values:
             best = max(peer_values) if better == HIGH else min(peer_values)
@@ -213,7 +226,8 @@ def ratio_text(r):
 
 def cpu_markdown(servers, cpu_table, cpu_best_peer):
     """The "Server CPU" section: empty when no run recorded the server's CPU time."""
-    rows = [s for s in servers if s["name"] != "direct"]
+    rows = [s for s in servers if s["name"] != "direct"
+            and any(cell["value"] is not None for cell in cpu_table[s["name"]].values())]
     cols = [c for c in CPU_COLUMNS if any(cpu_table[s["name"]][c[0]]["value"] is not None for s in rows)]
     if not cols:
         return []
@@ -235,7 +249,8 @@ def cpu_markdown(servers, cpu_table, cpu_best_peer):
     return lines
 
 
-def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, cpu_lines=()):
+def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, cpu_lines=(),
+             variant_vs_direct=None):
     lines = [
         "# CleverSocks benchmark",
         "",
@@ -261,12 +276,17 @@ def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, c
                  + " | ".join(ratio_text(best_peer.get(c[0])) for c in columns) + " |")
     lines.append("| **CleverSocks / direct** | "
                  + " | ".join(ratio_text(vs_direct.get(c[0])) for c in columns) + " |")
+    for s in variants(servers):
+        ratios = (variant_vs_direct or {}).get(s["name"], {})
+        lines.append(f"| **{s['label']} / direct** | "
+                     + " | ".join(ratio_text(ratios.get(c[0])) for c in columns) + " |")
     lines += [
         "",
         "Ratios are CleverSocks' figure divided by the other; for RTT and KiB lower is better, so "
         "there a ratio below 1 is a win. `n/a`: the server cannot do it here (Dante's RFC 1929 "
         "needs system users); `–`: no counterpart (direct has no handshake or proxy process); "
-        "`not run`: server or measurement skipped; `server died`: it exited during the run; `(N err)`: failed sessions or streams, summed over the runs; "
+        "`not run`: server or measurement skipped; a `CleverSocks …, --busy-poll` row is CleverSocks "
+        "with that non-default setting, measured where it changes something, and is no peer; `server died`: it exited during the run; `(N err)`: failed sessions or streams, summed over the runs; "
         "`(N open)`: the level was not reached (median over the runs; 20,000 descriptors per "
         "process hold about 9,990 two-socket tunnels); `(k of n runs short)`: some runs did not "
         "reach it. The raw JSON records say why runs failed (`first_error`).",
@@ -574,9 +594,10 @@ def main():
     cpu_table = {s["name"]: {c[0]: cpu_cell(s, c, records, meta["cases"]) for c in CPU_COLUMNS}
                  for s in servers if s["name"] != "direct"}
     cpu_best_peer, _ = ratio_rows(cpu_table, servers, CPU_COLUMNS)
+    variant_vs_direct = {s["name"]: ratio_rows(table, servers, columns, s["name"])[1] for s in variants(servers)}
 
     md = markdown(meta, servers, columns, table, best_peer, vs_direct, target_list,
-                  cpu_markdown(servers, cpu_table, cpu_best_peer))
+                  cpu_markdown(servers, cpu_table, cpu_best_peer), variant_vs_direct)
     micro = load_micro(args.micro) if args.micro else None
     if micro is not None or args.micro_note:
         md += "\n" + "\n".join(micro_markdown(micro, args.micro_note)) + "\n"
@@ -589,6 +610,7 @@ def main():
         "table": table,
         "cleversocks_vs_best_peer": best_peer,
         "cleversocks_vs_direct": vs_direct,
+        "variants_vs_direct": variant_vs_direct,
         "server_cpu": {"columns": [{"key": c[0], "header": c[1], "case": c[2], "metric": c[3]}
                                    for c in CPU_COLUMNS],
                        "table": cpu_table, "cleversocks_vs_best_peer": cpu_best_peer},

@@ -3,7 +3,7 @@
 # on loopback (the script behind `make bench`; issue 3). See bench/README.md.
 #
 # usage: bench/run.sh [--quick] [--reps N] [--duration S] [--workers W]
-#                     [--servers "direct cleversocks dante microsocks"]
+#                     [--servers "direct cleversocks cleversocks_busy_poll dante microsocks"]
 #                     [--cases "idle latency ..."] [--no-install]
 #                     [--micro-only | --no-micro] [--no-pin] [--no-netns]
 #        bench/run.sh --scaling "1 2 4" [--cases "sess_ipv4 thr_up_8"] [...]
@@ -33,7 +33,7 @@ REPS=${BENCH_REPS:-3}                     # runs per cell; the table shows media
 CLIENTS=${BENCH_CLIENTS:-64}              # concurrent session clients (idle: handshakes in flight)
 PINGS=${BENCH_PINGS:-10000}               # latency round trips measured
 IDLE_LEVELS=${BENCH_IDLE_LEVELS:-1000,5000,10000}
-SERVERS=${BENCH_SERVERS:-"direct cleversocks dante microsocks"}
+SERVERS=${BENCH_SERVERS:-"direct cleversocks cleversocks_busy_poll dante microsocks"}
 # Idle first: it needs the most ephemeral ports, and session runs leave
 # thousands of TIME_WAIT sockets behind for a minute.
 CASES=${BENCH_CASES:-"idle latency thr_up_1 thr_down_1 thr_up_8 thr_down_8 sess_ipv4 sess_domain sess_ipv4_auth sess_domain_auth"}
@@ -61,6 +61,7 @@ AUTH_USER=${BENCH_AUTH_USER:-bench}      # RFC 1929 credentials for the "+ auth"
 AUTH_PASS=${BENCH_AUTH_PASS:-bench-secret}
 CLEVERSOCKS_BIN=${CLEVERSOCKS_BIN:-build/release/cleversocks}
 CLEVERSOCKS_ARGS=${CLEVERSOCKS_ARGS:-}    # extra flags for every CleverSocks run
+BUSY_POLL=${BENCH_BUSY_POLL:-50us}        # the cleversocks_busy_poll row's --busy-poll
 # Flags that make CleverSocks require that user; set it empty to leave its
 # "+ auth" cells n/a.
 CLEVERSOCKS_AUTH_ARGS=${CLEVERSOCKS_AUTH_ARGS-"--user $AUTH_USER:$AUTH_PASS"}
@@ -257,7 +258,10 @@ wait_port() {
 #   check       succeed if it can run here, else print why not
 #   auth        succeed if it does RFC 1929 in this setup
 #   start P A   spawn it listening on 127.0.0.1:P (A=1: require user/pass)
+#   cases       optional: print the only cases it runs (default: every one)
 # To add a peer, write peer_NAME and add NAME to SERVERS (see README.md).
+# Names starting with "cleversocks" are CleverSocks itself (not peers: no
+# ratio compares CleverSocks with them).
 
 pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null | sed 's/[+-].*//'; }
 
@@ -274,7 +278,7 @@ peer_cleversocks() {
     auth) [[ -n $CLEVERSOCKS_AUTH_ARGS ]] ;;
     start)
       local extra=() auth_args=()
-      read -ra extra <<<"$CLEVERSOCKS_ARGS"
+      read -ra extra <<<"$CLEVERSOCKS_ARGS ${4:-}"
       [[ $3 == 1 ]] && read -ra auth_args <<<"$CLEVERSOCKS_AUTH_ARGS"
       # The address goes first: options such as --user take several values
       # and would swallow an address that follows them. Its default policy
@@ -285,6 +289,18 @@ peer_cleversocks() {
       spawn cleversocks env -u CLEVERSOCKS_BIN -u CLEVERSOCKS_ARGS -u CLEVERSOCKS_AUTH_ARGS \
         "$CLEVERSOCKS_BIN" "127.0.0.1:$2" -q -w "$WORKERS" \
         --allow 127.0.0.0/8 --allow ::1/128 "${extra[@]}" "${auth_args[@]}" ;;
+  esac
+}
+
+# CleverSocks with a non-default setting that trades CPU for latency: its
+# event loops poll for BUSY_POLL before they sleep. Only the round trip, which
+# is what it changes (sessions/s and bulk stayed within noise when tried).
+peer_cleversocks_busy_poll() {
+  case $1 in
+    label) echo "$(peer_cleversocks label), --busy-poll $BUSY_POLL" ;;
+    cases) echo latency ;;
+    start) peer_cleversocks start "$2" "$3" "--busy-poll $BUSY_POLL" ;;
+    *) peer_cleversocks "$@" ;;
   esac
 }
 
@@ -377,13 +393,15 @@ case_time_limit() {
 # run_case SERVER CASE REP: one measurement, appended to $RAW as records
 # {"server","case","rep","server_died","result"}.
 run_case() {
-  local server=$1 case=$2 rep=$3 with_auth=0 port pid="" args via out rc line died=false tag
+  local server=$1 case=$2 rep=$3 with_auth=0 port pid="" args via out rc line died=false tag only
   tag="  [$rep/$REPS] $(printf '%-11s %-16s' "$server" "$case")"
   [[ $case == *_auth ]] && with_auth=1
   if [[ $server == direct ]]; then
     [[ $with_auth == 1 || $case == sess_domain ]] && return 0  # no counterpart
   else
     [[ $with_auth == 1 ]] && ! "peer_$server" auth && return 0  # n/a
+    only=" $("peer_$server" cases) "
+    [[ $only == "  " || $only == *" $case "* ]] || return 0  # not one of its cases
   fi
   enter_netns
   start_target
@@ -399,6 +417,7 @@ run_case() {
       stop_server "$pid"
       stop_server "$TARGET_PID"
       leave_netns
+      record "$server" "$case" "$rep" false null  # the table says it failed
       return 0
     fi
     via=(--proxy "127.0.0.1:$port")
@@ -429,9 +448,14 @@ run_case() {
   [[ $out == *\{* ]] || out=null
   while IFS= read -r line; do
     [[ $line == \{* || $line == null ]] || continue
-    printf '{"server":"%s","case":"%s","rep":%d,"workers":%d,"placement":"%s","server_died":%s,"result":%s}\n' \
-      "$server" "$case" "$rep" "$WORKERS" "$PLACEMENT" "$died" "$line" >>"$RAW"
+    record "$server" "$case" "$rep" "$died" "$line"
   done <<<"$out"
+}
+
+# record SERVER CASE REP DIED RESULT: one line of $RAW.
+record() {
+  printf '{"server":"%s","case":"%s","rep":%d,"workers":%d,"placement":"%s","server_died":%s,"result":%s}\n' \
+    "$1" "$2" "$3" "$WORKERS" "$PLACEMENT" "$4" "$5" >>"$RAW"
 }
 
 # ------------------------------------------------------------------ micro --

@@ -98,6 +98,10 @@ namespace {
 using setter = std::function<std::string(settings&, std::string_view)>;
 using getter = std::function<std::string(const settings&)>;
 
+// Beyond this a worker would poll through any realistic gap between events,
+// i.e. spin for good; a bare "200" (seconds) is a typo for "200us".
+constexpr std::chrono::microseconds max_busy_poll{10'000};
+
 struct scalar_field {
   std::string_view path;
   bool restart = false;
@@ -204,6 +208,27 @@ scalar_field duration_field(std::string_view path, Access a, bool restart = fals
           [a](const settings& s) -> std::string {
             return format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(a(const_cast<settings&>(s))));
           }};
+}
+
+std::string format_micros(std::chrono::microseconds d) {
+  const auto us = d.count();
+  return us % 1000 == 0 ? format_duration(std::chrono::milliseconds(us / 1000)) : std::to_string(us) + "us";
+}
+
+// Durations kept in microseconds, at most `max`: "50us", "0.2ms".
+template <typename Access>
+scalar_field micros_field(std::string_view path, Access a, std::chrono::microseconds max, bool restart = false) {
+  return {path, restart,
+          [a, max](settings& s, std::string_view t) -> std::string {
+            std::chrono::microseconds d{};
+            if (!parse_duration(t, d) || d > max) {
+              return fmt::format("expected a duration from 0 to {} (50us, 0.2ms; a bare number is seconds)",
+                                 format_micros(max));
+            }
+            a(s) = d;
+            return "";
+          },
+          [a](const settings& s) -> std::string { return format_micros(a(const_cast<settings&>(s))); }};
 }
 
 // Byte sizes ("64KiB", "1MiB", "65536") between `min` and 16 MiB.
@@ -326,6 +351,7 @@ const std::vector<list_field>& list_fields() {
 const std::vector<scalar_field>& scalar_fields() {
   static const std::vector<scalar_field> fields = {
       uint_field("workers", [](settings& s) -> auto& { return s.workers; }, true),
+      micros_field("busy_poll", [](settings& s) -> auto& { return s.busy_poll; }, max_busy_poll, true),
       bool_field("allow_open", [](settings& s) -> auto& { return s.allow_open; }),
       string_field("run_as.user", [](settings& s) -> auto& { return s.run_as.user; }, true),
       string_field("run_as.group", [](settings& s) -> auto& { return s.run_as.group; }, true),

@@ -124,12 +124,19 @@ obs::shared_counter* snapshot::acl_counter(std::string_view rule) const {
   return it != acl_block_counters.end() ? it->second : nullptr;
 }
 
-bool parse_duration(std::string_view text, std::chrono::milliseconds& out) {
+namespace {
+
+// `text` in milliseconds: a number with an optional unit (bare numbers are
+// seconds); "us" is accepted only when `micros` (fields kept in µs).
+bool parse_duration_ms(std::string_view text, bool micros, double& ms) {
   if (text.empty()) {
     return false;
   }
   double scale = 1000.0;  // bare numbers are seconds
-  if (text.ends_with("ms")) {
+  if (micros && (text.ends_with("us") || text.ends_with("\u00b5s"))) {
+    scale = 0.001;
+    text.remove_suffix(text.ends_with("us") ? 2 : std::string_view("\u00b5s").size());
+  } else if (text.ends_with("ms")) {
     scale = 1.0;
     text.remove_suffix(2);
   } else if (text.ends_with('s')) {
@@ -147,7 +154,27 @@ bool parse_duration(std::string_view text, std::chrono::milliseconds& out) {
       value < 0 || value * scale > 1e15) {
     return false;
   }
-  out = std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(value * scale)));
+  ms = value * scale;
+  return true;
+}
+
+}  // namespace
+
+bool parse_duration(std::string_view text, std::chrono::milliseconds& out) {
+  double ms = 0;
+  if (!parse_duration_ms(text, false, ms)) {
+    return false;
+  }
+  out = std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));
+  return true;
+}
+
+bool parse_duration(std::string_view text, std::chrono::microseconds& out) {
+  double ms = 0;
+  if (!parse_duration_ms(text, true, ms)) {
+    return false;
+  }
+  out = std::chrono::microseconds(static_cast<std::int64_t>(std::llround(ms * 1000.0)));
   return true;
 }
 

@@ -276,6 +276,7 @@ class control_plane {
       }
       // Settings that cannot change live keep their running values.
       s.workers = old.workers;
+      s.busy_poll = old.busy_poll;
       s.listen = old.listen;
       s.run_as = old.run_as;
       s.admin = old.admin;

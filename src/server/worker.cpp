@@ -64,6 +64,23 @@ bool nodelay_inherited_from(tcp::acceptor& acceptor) noexcept {
 #endif
 }
 
+void run_loop(asio::io_context& io, std::chrono::microseconds window) {
+  if (window <= std::chrono::microseconds::zero()) {
+    io.run();
+    return;
+  }
+  using clock = std::chrono::steady_clock;
+  auto last = clock::now();
+  while (!io.stopped()) {
+    if (io.poll() > 0) {  // poll() stops `io` once it has no work left
+      last = clock::now();
+    } else if (clock::now() - last >= window) {
+      io.run_one();  // quiet for a whole window: sleep until the next event
+      last = clock::now();
+    }
+  }
+}
+
 worker::worker(unsigned id, std::shared_ptr<const config::snapshot> snap, session::shared_services& shared,
                std::function<void()> on_drained)
     : id_(id), on_drained_(std::move(on_drained)), snap_(std::move(snap)),
@@ -151,9 +168,7 @@ void worker::start() {
       }
     });
   }
-  thread_ = std::thread([this] {
-    io_.run();
-  });
+  thread_ = std::thread([this, window = snap_->source.busy_poll] { run_loop(io_, window); });
 }
 
 asio::awaitable<void> worker::accept_loop(listener& l) {

@@ -16,6 +16,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <list>
 #include <memory>
@@ -31,6 +32,12 @@ using tcp = boost::asio::ip::tcp;
 /// the accept loop need not set it on each one; false elsewhere, or when the
 /// listener refused it.
 bool nodelay_inherited_from(tcp::acceptor& acceptor) noexcept;
+
+/// Runs `io` like io_context::run(), but after the last handler it polls
+/// (epoll_wait with no timeout) for up to `window` before it blocks: an event
+/// that arrives meanwhile is handled without the wake-up of a sleeping thread.
+/// Returns when `io` is stopped or runs out of work. `window` 0 is run().
+void run_loop(boost::asio::io_context& io, std::chrono::microseconds window);
 
 class worker {
  public:

@@ -41,10 +41,10 @@ def sessions(rate, util=None):
     return r
 
 
-def run_report(tmp_path, records, meta_obj, *flags):
+def run_report(tmp_path, records, meta_obj, *flags, servers_list=SERVERS):
     raw, servers, meta_path = tmp_path / "raw.jsonl", tmp_path / "servers.tsv", tmp_path / "meta.json"
     raw.write_text("".join(json.dumps(r) + "\n" for r in records))
-    servers.write_text("".join("\t".join(s) + "\n" for s in SERVERS))
+    servers.write_text("".join("\t".join(s) + "\n" for s in servers_list))
     meta_path.write_text(json.dumps(meta_obj))
     out = tmp_path / "out"
     subprocess.run([sys.executable, str(REPORT), *flags, str(raw), str(servers), str(meta_path), str(out)],
@@ -95,6 +95,52 @@ def test_no_server_cpu_section_without_cpu_figures(tmp_path):
     result, md = run_report(tmp_path, recs, meta(["thr_up_1"]))
     assert "## Server CPU" not in md
     assert result["server_cpu"]["table"]["cleversocks"]["cpu_up1"]["value"] is None
+
+
+def latency(p50, p99):
+    return {"mode": "latency", "p50_us": p50, "p99_us": p99, "samples": 10000, "errors": 0}
+
+
+def test_a_cleversocks_variant_row_is_no_peer_and_has_its_own_ratio_to_direct(tmp_path):
+    """cleversocks_busy_poll runs only the latency case: its other cells say
+    "not run", its faster RTT is not counted as the best peer's, and its own
+    row of ratios to direct follows CleverSocks'."""
+    servers = SERVERS[:2] + [("cleversocks_busy_poll", "CleverSocks 0.1.0, --busy-poll 50us", "ok", "1")] + SERVERS[2:]
+    recs = []
+    for rep in (1, 2, 3):
+        recs += [
+            record("direct", "latency", rep, latency(30.0, 50.0)),
+            record("cleversocks", "latency", rep, latency(60.0, 100.0)),
+            record("cleversocks_busy_poll", "latency", rep, latency(45.0 + rep, 75.0)),
+            record("dante", "latency", rep, latency(90.0, 140.0)),
+            record("microsocks", "latency", rep, latency(70.0, 110.0)),
+        ]
+        recs += [record(s, "sess_ipv4", rep, sessions(r, 1.0)) for s, r in
+                 (("direct", 9000.0), ("cleversocks", 5000.0), ("dante", 2000.0), ("microsocks", 4000.0))]
+    result, md = run_report(tmp_path, recs, meta(["latency", "sess_ipv4"]), servers_list=servers)
+
+    variant = result["table"]["cleversocks_busy_poll"]
+    assert variant["rtt_p50"]["value"] == pytest.approx(47.0)
+    assert variant["sess_ipv4"]["text"] == "not run"
+    # Peers are Dante and microsocks only: the best peer's p50 is microsocks' 70.
+    assert result["cleversocks_vs_best_peer"]["rtt_p50"] == pytest.approx(60.0 / 70.0)
+    assert result["cleversocks_vs_best_peer"]["sess_ipv4"] == pytest.approx(5000.0 / 4000.0)
+    assert result["variants_vs_direct"]["cleversocks_busy_poll"]["rtt_p50"] == pytest.approx(47.0 / 30.0)
+    assert result["variants_vs_direct"]["cleversocks_busy_poll"]["rtt_p99"] == pytest.approx(1.5)
+    assert "| CleverSocks 0.1.0, --busy-poll 50us | not run | " in md
+    assert "| **CleverSocks 0.1.0, --busy-poll 50us / direct** | – | – | – | – | – | – | – | – | 1.57× | 1.50× |" in md
+    # No row of "not run" cells in the CPU table for a server that ran no rate case.
+    assert "--busy-poll 50us | not run | not run" not in md.split("## Server CPU")[1]
+
+
+def test_a_server_that_never_accepted_shows_failed_not_not_run(tmp_path):
+    recs = [record("direct", "latency", 1, latency(30.0, 50.0)),
+            record("cleversocks", "latency", 1, latency(60.0, 100.0)),
+            record("dante", "latency", 1, None),  # run.sh: it did not accept connections
+            record("microsocks", "latency", 1, latency(70.0, 110.0))]
+    result, _ = run_report(tmp_path, recs, meta(["latency"]))
+    assert result["table"]["dante"]["rtt_p50"]["text"] == "failed"
+    assert result["table"]["dante"]["up1"]["text"] == "not run"
 
 
 def scaling_records(rates):

@@ -40,9 +40,10 @@ def new_clients_refused(proxy, deadline: float) -> bool:
     return False
 
 
+@pytest.mark.parametrize("loop", [[], ["--busy-poll", "10ms"]], ids=["sleeping", "polling"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_idle_proxy_exits_zero_on_signal(make_proxy, sig):
-    proxy = make_proxy()
+def test_idle_proxy_exits_zero_on_signal(make_proxy, sig, loop):
+    proxy = make_proxy(*loop)
     proxy.send_signal(sig)
     assert proxy.wait_exit(5) == 0
 

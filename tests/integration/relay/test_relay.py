@@ -4,8 +4,10 @@ many tunnels at once."""
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import socket
+import subprocess
 import threading
 import time
 
@@ -15,18 +17,26 @@ from support import socksclient as sc
 from support.servers import EchoServer, TCPServer, recv_all
 
 BODY = bytes(range(256)) * 400  # 100 KiB
-ENGINES = ["adaptive", "splice", "copy"]  # --relay
+# Each relay engine (--relay), and the default one on event loops that poll
+# before they sleep (--busy-poll): every test below runs with each.
+ENGINES = {
+    "adaptive": ["--relay", "adaptive"],
+    "splice": ["--relay", "splice"],
+    "copy": ["--relay", "copy"],
+    "busy-poll": ["--busy-poll", "200us"],
+}
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=list(ENGINES))
 def engine(request):
-    return request.param
+    """The proxy's arguments for one engine."""
+    return ENGINES[request.param]
 
 
 @pytest.fixture
 def relay_proxy(make_proxy, engine):
     """A no-auth proxy on 127.0.0.1:0 and [::1]:0 using one relay engine."""
-    return make_proxy("--relay", engine, listen=["127.0.0.1:0", "[::1]:0"])
+    return make_proxy(*engine, listen=["127.0.0.1:0", "[::1]:0"])
 
 
 def test_client_eof_is_forwarded_and_reverse_direction_keeps_flowing(relay_proxy):
@@ -96,7 +106,7 @@ def test_idle_timeout_closes_the_tunnel(make_proxy, engine):
         if recv_all(conn, timeout=15) == b"":
             peer_eof.set()
 
-    proxy = make_proxy("--idle-timeout", "1", "--relay", engine)
+    proxy = make_proxy("--idle-timeout", "1", *engine)
     with TCPServer(handler) as target:
         sock, _ = sc.open_tunnel(proxy.addr, "127.0.0.1", target.port)
         t0 = time.monotonic()
@@ -110,7 +120,7 @@ def test_idle_timeout_closes_the_tunnel(make_proxy, engine):
 
 def test_active_tunnel_outlives_idle_timeout(make_proxy, echo_server, engine):
     """Traffic every ~0.3 s for 3 s keeps a --idle-timeout 1 tunnel open."""
-    proxy = make_proxy("--idle-timeout", "1", "--relay", engine)
+    proxy = make_proxy("--idle-timeout", "1", *engine)
     sock, _ = sc.open_tunnel(proxy.addr, "127.0.0.1", echo_server.port)
     with sock:
         t0 = time.monotonic()
@@ -132,7 +142,7 @@ def test_idle_timeout_resets_on_one_way_traffic(make_proxy, engine):
                 break
             conn.sendall(b"tick %d\n" % i)
 
-    proxy = make_proxy("--idle-timeout", "1", "--relay", engine)
+    proxy = make_proxy("--idle-timeout", "1", *engine)
     with TCPServer(handler) as target:
         sock, _ = sc.open_tunnel(proxy.addr, "127.0.0.1", target.port)
         with sock:
@@ -205,3 +215,28 @@ def test_echo_server_sanity():
             s.sendall(b"abc")
             s.shutdown(socket.SHUT_WR)
             assert recv_all(s, timeout=5) == b"abc"
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_busy_poll_workers_sleep_once_traffic_stops(make_proxy, echo_server):
+    """--busy-poll spends CPU only while events keep coming: once the tunnel
+    is quiet, every worker sleeps.  Over a quiet half second (timed by waiting
+    on the process, which must stay up) the proxy uses a few ms of CPU, not
+    the half second per worker a loop that never sleeps burns."""
+    proxy = make_proxy("--busy-poll", "10ms", "-w", "2")
+    sock, _ = sc.open_tunnel(proxy.addr, "127.0.0.1", echo_server.port)
+    with sock:
+        for i in range(20):
+            sc.echo_roundtrip(sock, b"ping %d" % i)
+        before = proc_cpu_seconds(proxy.proc.pid)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proxy.proc.wait(timeout=0.5)
+        used = proc_cpu_seconds(proxy.proc.pid) - before
+        sc.echo_roundtrip(sock, b"still open")
+    assert used < 0.2, f"the proxy used {used:.2f} s of CPU in a quiet 0.5 s"

@@ -52,4 +52,29 @@ TEST(ParseDuration, UpperBoundIsInclusiveOfLargeButFiniteValues) {
   EXPECT_FALSE(parse_duration("300000h", out) && out.count() < 0) << "no overflow to negative";
 }
 
+TEST(ParseDurationMicros, AcceptsMicrosecondsAndEveryOtherUnit) {
+  using std::chrono::microseconds;
+  const std::pair<const char*, microseconds> cases[] = {
+      {"50us", 50us},  {"50\u00b5s", 50us}, {"0us", 0us},     {"1.5us", 2us}, {"0.2ms", 200us},
+      {"2ms", 2ms},    {"0.001", 1ms},      {"0.000001", 1us}, {"1s", 1s},    {"1m", 1min},
+  };
+  for (const auto& [text, expected] : cases) {
+    microseconds out{-42};
+    EXPECT_TRUE(parse_duration(text, out)) << '"' << text << '"';
+    EXPECT_EQ(out.count(), expected.count()) << '"' << text << '"';
+  }
+  for (const std::string text : {"", "us", "-1us", "1 us", "1uss", "1u", "nanus", "1e16ms"}) {
+    microseconds out{-42};
+    EXPECT_FALSE(parse_duration(text, out)) << '"' << text << '"';
+    EXPECT_EQ(out.count(), -42) << "untouched on failure: " << text;
+  }
+}
+
+// Millisecond fields keep their grammar: "us" is not one of their units.
+TEST(ParseDuration, MicrosecondsAreOnlyForMicrosecondFields) {
+  milliseconds out{-42};
+  EXPECT_FALSE(parse_duration("500us", out));
+  EXPECT_EQ(out.count(), -42);
+}
+
 }  // namespace

@@ -198,6 +198,7 @@ const std::map<std::string, key_value>& non_default_values() {
       {"connect.attempt_delay", {"100ms", ""}},
       {"connect.prefer", {"only_ipv4", ""}},
       {"relay.mode", {"copy", ""}},
+      {"busy_poll", {"0.05ms", "50us"}},
       {"relay.buffer_size", {"128KiB", ""}},
       {"relay.pipe_size", {"1MiB", "1024KiB"}},
       {"relay.notsent_lowat", {"16KiB", ""}},
@@ -641,6 +642,22 @@ TEST(Diagnostics, BadDuration) {
                 "t.yaml:2:17: auth.lockout_base: expected a duration (10, 1.5, 500ms, 2s, 1m, 1h) (got '-1s')"});
 }
 
+TEST(Diagnostics, BusyPollIsBoundedAndTakesMicroseconds) {
+  // A bare number is seconds: "200" meant 200us, and would poll for good.
+  EXPECT_EQ(errors_of("busy_poll: 200\n"),
+            std::vector<std::string>{"t.yaml:1:12: busy_poll: expected a duration from 0 to 10ms (50us, 0.2ms; a "
+                                     "bare number is seconds) (got '200')"});
+  EXPECT_EQ(errors_of("busy_poll: 10001us\n").size(), 1u);
+  EXPECT_EQ(errors_of("busy_poll: -50us\n").size(), 1u);
+  EXPECT_EQ(errors_of("busy_poll: 50 us\n").size(), 1u);
+  for (const auto& [text, printed] : std::vector<std::pair<std::string, std::string>>{
+           {"10ms", "10ms"}, {"0", "0s"}, {"1us", "1us"}, {"0.2ms", "200us"}, {"75\u00b5s", "75us"}, {"0.0015", "1500us"}}) {
+    settings s;
+    EXPECT_EQ(cfg::set_value(s, "busy_poll", text), "") << text;
+    EXPECT_EQ(value_in(cfg::to_yaml(s), "busy_poll"), printed) << text;
+  }
+}
+
 TEST(Diagnostics, BadEnum) {
   EXPECT_EQ(errors_of("log:\n  level: loud\n"),
             std::vector<std::string>{
@@ -934,6 +951,7 @@ TEST(RestartOnly, LiveKeysAreNotReported) {
 TEST(RestartOnly, EachRestartKeyIsReportedWithOldAndNew) {
   const std::map<std::string, std::string> expected = {
       {"workers", "workers: 0 → 3"},
+      {"busy_poll", "busy_poll: 0s → 50us"},
       {"run_as.user", "run_as.user:  → nobody"},
       {"dns.timeout", "dns.timeout: 2s → 750ms"},
       {"dns.tries", "dns.tries: 2 → 4"},

@@ -10,7 +10,12 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <time.h>
+
 #include <atomic>
+#include <functional>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -22,8 +27,9 @@ using namespace cs::test;
 using tcp = asio::ip::tcp;
 using bytevec = std::vector<std::uint8_t>;
 
-std::shared_ptr<const cs::config::snapshot> loopback_snapshot() {
+std::shared_ptr<const cs::config::snapshot> loopback_snapshot(std::chrono::microseconds busy_poll) {
   cs::config::settings s;
+  s.busy_poll = busy_poll;
   cs::policy::rule r;
   const auto err = cs::policy::parse_rule_spec("127.0.0.0/8", cs::policy::action::allow, r);
   EXPECT_TRUE(err.empty()) << err;
@@ -32,10 +38,11 @@ std::shared_ptr<const cs::config::snapshot> loopback_snapshot() {
   return cs::config::compile(s, 1);
 }
 
-class WorkerTest : public ::testing::Test {
+// Each test with the loop sleeping as soon as it is idle, and polling first.
+class WorkerTest : public ::testing::TestWithParam<std::chrono::microseconds> {
  protected:
   void SetUp() override {
-    w = std::make_unique<cs::server::worker>(0, loopback_snapshot(), shared, [this] {
+    w = std::make_unique<cs::server::worker>(0, loopback_snapshot(GetParam()), shared, [this] {
       if (!drained.exchange(true)) {
         drained_signal.set_value();  // from the worker's thread
       }
@@ -123,7 +130,7 @@ TEST(ListenerNoDelay, AcceptedSocketsInheritItFromTheListener) {
   }
 }
 
-TEST_F(WorkerTest, CancelSessionsEndsOpenTunnelsAndDrains) {
+TEST_P(WorkerTest, CancelSessionsEndsOpenTunnelsAndDrains) {
   ASSERT_TRUE(run_bounded(io, open_tunnel()));
   EXPECT_EQ(w->active_sessions(), 1u) << "a handed-over tunnel still counts as a session";
   w->drain();
@@ -134,7 +141,7 @@ TEST_F(WorkerTest, CancelSessionsEndsOpenTunnelsAndDrains) {
   EXPECT_EQ(w->active_sessions(), 0u);
 }
 
-TEST_F(WorkerTest, DestroyingTheWorkerEndsOpenTunnels) {
+TEST_P(WorkerTest, DestroyingTheWorkerEndsOpenTunnels) {
   // Not the server's path (it drains first), but a loop that stops with
   // tunnels open must still free them, on its own thread's io_context.
   ASSERT_TRUE(run_bounded(io, open_tunnel()));
@@ -142,5 +149,81 @@ TEST_F(WorkerTest, DestroyingTheWorkerEndsOpenTunnels) {
   w.reset();
   ASSERT_TRUE(run_bounded(io, expect_closed()));
 }
+
+INSTANTIATE_TEST_SUITE_P(BusyPoll, WorkerTest, ::testing::Values(std::chrono::microseconds(0), std::chrono::microseconds(200)),
+                         [](const auto& p) { return p.param.count() ? "polling" : "sleeping"; });
+
+// ------------------------------------------------------------ run_loop
+
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+milliseconds thread_cpu_time() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::duration_cast<milliseconds>(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+}
+
+// run_loop on its own thread; the future is ready when it returns.
+std::future<void> start_loop(asio::io_context& io, microseconds window) {
+  return std::async(std::launch::async, [&io, window] { cs::server::run_loop(io, window); });
+}
+
+class RunLoop : public ::testing::TestWithParam<microseconds> {};
+
+TEST_P(RunLoop, RunsHandlersAndTimersThenReturnsWhenOutOfWork) {
+  asio::io_context io{1};
+  int handlers = 0;
+  bool fired = false;
+  asio::steady_timer timer(io, milliseconds(20));
+  timer.async_wait([&](boost::system::error_code ec) { fired = !ec; });
+  std::function<void()> chain = [&] {
+    if (++handlers < 1000) {
+      asio::post(io, chain);  // each one queued by the last: many turns of the loop
+    }
+  };
+  asio::post(io, chain);
+  auto done = start_loop(io, GetParam());
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "no return once out of work";
+  EXPECT_EQ(handlers, 1000);
+  EXPECT_TRUE(fired);
+  EXPECT_TRUE(io.stopped());
+}
+
+TEST_P(RunLoop, StopFromAnotherThreadEndsIt) {
+  asio::io_context io{1};
+  auto guard = asio::make_work_guard(io);  // never out of work: only stop() ends it
+  std::promise<void> ran;
+  asio::post(io, [&] { ran.set_value(); });
+  auto done = start_loop(io, GetParam());
+  ASSERT_EQ(ran.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  io.stop();
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "stop() did not end the loop";
+}
+
+// A polling loop sleeps once nothing has happened for a whole window: the
+// thread's CPU time over a quiet 300 ms (until a timer) is about the window,
+// not the 300 ms a loop that never sleeps would burn.
+TEST_P(RunLoop, SleepsOnceQuietForAWindow) {
+  const microseconds window = GetParam();
+  asio::io_context io{1};
+  milliseconds before{}, after{};
+  asio::steady_timer timer(io, milliseconds(300));
+  asio::post(io, [&] { before = thread_cpu_time(); });
+  timer.async_wait([&](boost::system::error_code) { after = thread_cpu_time(); });
+  auto done = start_loop(io, window);
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const auto used = after - before;
+  EXPECT_LT(used, milliseconds(50)) << "the loop kept polling through a quiet 300 ms";
+  if (window >= milliseconds(10)) {
+    // And it does poll: a whole window on the CPU, of which even a
+    // crowded machine gives it a tenth.
+    EXPECT_GE(used, milliseconds(1)) << "a 10ms window, but the loop slept at once";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Window, RunLoop,
+                         ::testing::Values(microseconds(0), microseconds(50), microseconds(10'000)),
+                         [](const auto& p) { return std::to_string(p.param.count()) + "us"; });
 
 }  // namespace
