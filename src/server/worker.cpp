@@ -69,14 +69,21 @@ void run_loop(asio::io_context& io, std::chrono::microseconds window) {
     io.run();
     return;
   }
+  // The clock is read only while the loop is idle: a busy stretch of
+  // handlers costs one poll() per turn and nothing more.
   using clock = std::chrono::steady_clock;
-  auto last = clock::now();
+  clock::time_point quiet_since{};  // epoch: not idle
   while (!io.stopped()) {
     if (io.poll() > 0) {  // poll() stops `io` once it has no work left
-      last = clock::now();
-    } else if (clock::now() - last >= window) {
+      quiet_since = {};
+      continue;
+    }
+    const auto now = clock::now();
+    if (quiet_since == clock::time_point{}) {
+      quiet_since = now;
+    } else if (now - quiet_since >= window) {
       io.run_one();  // quiet for a whole window: sleep until the next event
-      last = clock::now();
+      quiet_since = {};
     }
   }
 }
