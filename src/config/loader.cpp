@@ -13,6 +13,7 @@
 #include <functional>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 extern char** environ;
 
@@ -1186,20 +1187,43 @@ std::vector<std::string> scalar_keys() {
   return out;
 }
 
-std::vector<std::string> restart_only_changes(const settings& before, const settings& after) {
-  std::vector<std::string> out;
+std::vector<std::string> keep_restart_only(const settings& running, settings& loaded) {
+  std::vector<std::string> kept;
   for (const auto& f : scalar_fields()) {
-    if (f.restart && f.get(before) != f.get(after)) {
-      out.push_back(std::string(f.path) + ": " + f.get(before) + " → " + f.get(after));
+    if (!f.restart) {
+      continue;
+    }
+    auto now = f.get(running);
+    auto next = f.get(loaded);
+    if (now == next) {
+      continue;
+    }
+    kept.push_back(fmt::format("{}: {} → {}", f.path, now, next));
+    // Every getter prints what its setter reads back (unit-tested per key).
+    if (const auto err = f.set(loaded, now); !err.empty()) {
+      throw std::logic_error(fmt::format("{}: cannot keep the running value '{}': {}", f.path, now, err));
     }
   }
-  if (before.listen != after.listen) {
-    out.emplace_back("listen");
+  // Lists and tables are compared and kept whole: listeners with their
+  // PROXY protocol mode, name servers, port forwards (bound at start).
+  const auto keep_whole = [&](std::string_view name, auto member) {
+    if (running.*member != loaded.*member) {
+      kept.emplace_back(name);
+      loaded.*member = running.*member;
+    }
+  };
+  keep_whole("listen", &settings::listen);
+  keep_whole("port_forward", &settings::port_forward);
+  if (running.dns.servers != loaded.dns.servers) {
+    kept.emplace_back("dns.servers");
+    loaded.dns.servers = running.dns.servers;
   }
-  if (before.dns.servers != after.dns.servers) {
-    out.emplace_back("dns.servers");
-  }
-  return out;
+  return kept;
+}
+
+std::vector<std::string> restart_only_changes(const settings& before, const settings& after) {
+  auto copy = after;
+  return keep_restart_only(before, copy);
 }
 
 namespace {

@@ -66,6 +66,12 @@ std::string to_yaml(const settings& s);
 /// Keys whose change needs a restart, with old → new, comparing two settings.
 std::vector<std::string> restart_only_changes(const settings& before, const settings& after);
 
+/// For a reload: every key that needs a restart (the fields marked so in the
+/// key table, plus listen, dns.servers and port_forward) takes its running
+/// value back in `loaded`. Returns what was kept, as "key: running → file".
+/// Throws std::logic_error only if a key's printed value does not read back.
+std::vector<std::string> keep_restart_only(const settings& running, settings& loaded);
+
 /// Every scalar key path the loader knows (for docs and tests).
 std::vector<std::string> scalar_keys();
 

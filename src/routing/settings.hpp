@@ -56,6 +56,8 @@ struct port_forward_settings {
   core::ip::tcp::endpoint listen;
   std::string target;            ///< HOST:PORT
   std::vector<std::string> via;  ///< hops, "pool:NAME", or empty for direct
+
+  friend bool operator==(const port_forward_settings&, const port_forward_settings&) = default;
 };
 
 }  // namespace cs::routing

@@ -268,25 +268,14 @@ class control_plane {
       r.errors.push_back(d.to_string());
     }
     if (r.errors.empty()) {
-      // Compare as loaded (before compile() resolves e.g. workers: 0).
-      const auto& old = raw_;
-      const auto pinned = config::restart_only_changes(old, s);
-      for (const auto& p : pinned) {
-        obs::log().warn("reload: {} needs a restart to take effect; keeping the current value", p);
-      }
-      // Settings that cannot change live keep their running values.
-      s.workers = old.workers;
-      s.busy_poll = old.busy_poll;
-      s.listen = old.listen;
-      s.run_as = old.run_as;
-      s.admin = old.admin;
-      s.dns = old.dns;
-      s.relay.chunk = old.relay.chunk;
-      s.relay.pipe_size = old.relay.pipe_size;
-      s.log.format = old.log.format;
-      s.port_forward = old.port_forward;
       try {
+        // Settings that cannot change live keep their running values,
+        // compared as loaded (before compile() resolves e.g. workers: 0).
+        const auto kept = config::keep_restart_only(raw_, s);
         auto snap = config::compile(s, current_->generation + 1);
+        for (const auto& k : kept) {
+          obs::log().warn("reload: {} needs a restart to take effect; keeping the current value", k);
+        }
         current_ = std::move(snap);
         raw_ = std::move(s);
       } catch (const std::exception& e) {

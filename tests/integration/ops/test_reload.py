@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from support import security as sec
+from support import routing as rt
 from support import socksclient as sc
 from support.ops import render, rep_of, tunnel, write_atomic
 from support.servers import EchoServer
@@ -352,6 +353,30 @@ def test_restart_only_keys_are_reported_and_not_applied(ops):
         assert st["workers"] == 1                       # not applied
         assert not [line for line in p.log.snapshot()[start:] if line.startswith("{")]  # still text logs
         assert rep_of(p.addr, "127.0.0.1", target.port) == sc.REP_NOT_ALLOWED  # the live part applied
+
+
+def test_port_forward_change_is_reported_and_not_applied(ops):
+    """Port forwards are bound at start: a reload that changes one says so
+    and the forward keeps its running target."""
+    with EchoServer() as a, EchoServer() as b:
+        def forward(port):
+            return {"port_forward": [{"listen": "127.0.0.1:0", "target": f"127.0.0.1:{port}"}]}
+
+        p = ops(forward(a.port))
+        _, m = p.log.wait_for(rt.FORWARD_RE, 10)
+        fwd = (m.group(1), int(m.group(2)))
+        start = p.mark()
+        p.write(forward(b.port))
+        p.sighup()
+        assert p.wait_reloaded("SIGHUP", start) >= 2
+        lines = p.log.snapshot()[start:]
+        assert any("reload: port_forward needs a restart to take effect; keeping the current value" in line
+                   for line in lines), "no restart notice for port_forward:\n" + "\n".join(lines)
+        with socket.create_connection(fwd, timeout=10) as c:
+            c.sendall(b"ping")
+            assert c.recv(4) == b"ping"
+        a.wait_accept()          # the running target took it
+        assert b.peers == []     # the file's new one did not
 
 
 def test_reload_without_changes_reports_no_restart_keys(ops):

@@ -970,6 +970,79 @@ TEST(RestartOnly, EachRestartKeyIsReportedWithOldAndNew) {
   }
 }
 
+// keep_restart_only(), the reload's rule: each key, alone, either takes its
+// running value back (and is reported) or stays as loaded (and is not).
+TEST(KeepRestartOnly, EachKeyIsKeptExactlyWhenItNeedsARestart) {
+  for (const auto& k : cfg::scalar_keys()) {
+    SCOPED_TRACE("key " + k);
+    const auto& v = non_default_values().at(k).value;
+    const bool restart = !cfg::restart_only_changes(settings{}, [&] {
+                            settings s;
+                            EXPECT_EQ(cfg::set_value(s, k, v), "");
+                            return s;
+                          }()).empty();
+    // File changed the key: the running (default) value comes back.
+    settings loaded;
+    ASSERT_EQ(cfg::set_value(loaded, k, v), "");
+    const std::string as_loaded = cfg::to_yaml(loaded);
+    const auto kept = cfg::keep_restart_only(settings{}, loaded);
+    EXPECT_EQ(kept.size(), restart ? 1U : 0U);
+    EXPECT_EQ(cfg::to_yaml(loaded), restart ? cfg::to_yaml(settings{}) : as_loaded);
+    // The other way round: a non-default running value survives a file
+    // that no longer sets it (every getter's text reads back).
+    settings running;
+    ASSERT_EQ(cfg::set_value(running, k, v), "");
+    settings reverted;
+    EXPECT_EQ(cfg::keep_restart_only(running, reverted).size(), restart ? 1U : 0U);
+    EXPECT_EQ(cfg::to_yaml(reverted), restart ? cfg::to_yaml(running) : cfg::to_yaml(settings{}));
+  }
+}
+
+TEST(KeepRestartOnly, AllKeysAtOnceKeepOnlyTheRestartKeys) {
+  settings running;
+  for (const auto& k : cfg::scalar_keys()) {
+    ASSERT_EQ(cfg::set_value(running, k, non_default_values().at(k).value), "") << k;
+  }
+  settings loaded;
+  const auto kept = cfg::keep_restart_only(running, loaded);
+  const std::string y = cfg::to_yaml(loaded);
+  const std::string defaults = cfg::to_yaml(settings{});
+  std::size_t restart_keys = 0;
+  for (const auto& k : cfg::scalar_keys()) {
+    settings alone;
+    ASSERT_EQ(cfg::set_value(alone, k, non_default_values().at(k).value), "");
+    const bool restart = !cfg::restart_only_changes(settings{}, alone).empty();
+    restart_keys += restart ? 1 : 0;
+    EXPECT_EQ(value_in(y, k), restart ? canonical(non_default_values().at(k)) : value_in(defaults, k)) << k;
+  }
+  EXPECT_EQ(kept.size(), restart_keys);
+  EXPECT_GE(restart_keys, 15U);  // workers, busy_poll, run_as, dns, relay sizes, log.format, admin, listen
+}
+
+TEST(KeepRestartOnly, ListenersPortForwardsAndNameServersAreKeptWhole) {
+  const auto ep = [](std::string_view t) {
+    cs::core::ip::tcp::endpoint e;
+    EXPECT_TRUE(cs::core::parse_endpoint(t, e)) << t;
+    return e;
+  };
+  settings running;
+  running.listen = {{ep("127.0.0.1:1080"), cfg::proxy_protocol_mode::off}};
+  running.port_forward = {{ep("127.0.0.1:2222"), "db.internal:5432", {"dc"}}};
+  settings loaded = running;
+  loaded.listen[0].proxy_protocol = cfg::proxy_protocol_mode::v2;  // same address, new mode
+  loaded.port_forward[0].target = "db.internal:5433";
+  EXPECT_EQ(cfg::keep_restart_only(running, loaded), (std::vector<std::string>{"listen", "port_forward"}));
+  EXPECT_EQ(loaded.listen, running.listen);
+  EXPECT_EQ(loaded.port_forward, running.port_forward);
+
+  loaded.port_forward.clear();
+  ASSERT_EQ(cfg::set_value(loaded, "dns.servers", "192.0.2.53"), "");
+  EXPECT_EQ(cfg::keep_restart_only(running, loaded), (std::vector<std::string>{"port_forward", "dns.servers"}));
+  EXPECT_EQ(loaded.port_forward, running.port_forward);
+  EXPECT_TRUE(loaded.dns.servers.empty());
+  EXPECT_TRUE(cfg::keep_restart_only(running, loaded).empty());  // nothing left to keep
+}
+
 // ================================================================ helpers
 
 TEST(ParseSize, Accepts) {
