@@ -46,6 +46,11 @@ BASE_COLUMNS = [
 # proxy process to weigh).
 DIRECT_NA = {"sess_domain", "sess_ipv4_auth", "sess_domain_auth"}
 
+# Baselines other than "direct" (rows named direct_*): no proxy either, in
+# another placement, and only the cases listed. direct_across puts the target
+# on the servers' CPUs, so its round trip crosses CPUs as a proxied one does.
+REFERENCE_CASES = {"direct_across": {"latency"}}
+
 
 # The server's CPU over the measured window (loadgen --pid): each throughput
 # and session column again, divided by the server's CPU use (the share of one
@@ -113,6 +118,8 @@ def cell(server, col, records, cases):
     name = server["name"]
     if name == "direct" and (case in DIRECT_NA or key.startswith("kib_")):
         return {"text": "–", "value": None}
+    if name in REFERENCE_CASES and case not in REFERENCE_CASES[name]:
+        return {"text": "–", "value": None}
     if server["status"] != "ok" or case not in cases:
         return {"text": "not run", "value": None}
     if case.endswith("_auth") and not server["auth"]:
@@ -159,9 +166,14 @@ def fmt(value, metric):
 
 
 def is_peer(name):
-    """Servers other than the baseline and CleverSocks itself (cleversocks_*
-    rows are CleverSocks with a non-default setting)."""
-    return name != "direct" and not name.startswith("cleversocks")
+    """Servers other than the baselines (direct, direct_*) and CleverSocks
+    itself (cleversocks_* rows are CleverSocks with a non-default setting)."""
+    return not name.startswith(("direct", "cleversocks"))
+
+
+def references(servers):
+    """The direct_* baseline rows that ran."""
+    return [s for s in servers if s["name"].startswith("direct_") and s["status"] == "ok"]
 
 
 def variants(servers):
@@ -169,8 +181,9 @@ def variants(servers):
     return [s for s in servers if s["name"].startswith("cleversocks_")]
 
 
-def ratio_rows(table, servers, columns, cs_name="cleversocks"):
-    """CleverSocks / best peer and CleverSocks / direct, per column."""
+def ratio_rows(table, servers, columns, cs_name="cleversocks", direct_name="direct"):
+    """CleverSocks / best peer and CleverSocks / direct (or another baseline
+    row), per column."""
     peers = [s["name"] for s in servers if is_peer(s["name"])]
     best_peer, vs_direct = {}, {}
     for col in columns:
@@ -180,7 +193,7 @@ def ratio_rows(table, servers, columns, cs_name="cleversocks"):
         if cs is not None and peer_values:
             best = max(peer_values) if better == HIGH else min(peer_values)
             best_peer[key] = cs / best if best else None
-        direct = table.get("direct", {}).get(key, {}).get("value")
+        direct = table.get(direct_name, {}).get(key, {}).get("value")
         if cs is not None and direct:
             vs_direct[key] = cs / direct
     return best_peer, vs_direct
@@ -250,7 +263,7 @@ def cpu_markdown(servers, cpu_table, cpu_best_peer):
 
 
 def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, cpu_lines=(),
-             variant_vs_direct=None):
+             variant_vs_direct=None, vs_references=None):
     lines = [
         "# CleverSocks benchmark",
         "",
@@ -280,13 +293,21 @@ def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, c
         ratios = (variant_vs_direct or {}).get(s["name"], {})
         lines.append(f"| **{s['label']} / direct** | "
                      + " | ".join(ratio_text(ratios.get(c[0])) for c in columns) + " |")
+    for s in references(servers):
+        ratios = (vs_references or {}).get(s["name"], {})
+        lines.append(f"| **CleverSocks / {s['label']}** | "
+                     + " | ".join(ratio_text(ratios.get(c[0])) for c in columns) + " |")
     lines += [
         "",
         "Ratios are CleverSocks' figure divided by the other; for RTT and KiB lower is better, so "
         "there a ratio below 1 is a win. `n/a`: the server cannot do it here (Dante's RFC 1929 "
         "needs system users); `–`: no counterpart (direct has no handshake or proxy process); "
         "`not run`: server or measurement skipped; a `CleverSocks …, --busy-poll` row is CleverSocks "
-        "with that non-default setting, measured where it changes something, and is no peer; `server died`: it exited during the run; `(N err)`: failed sessions or streams, summed over the runs; "
+        "with that non-default setting, measured where it changes something, and is no peer; the "
+        "`direct, target on the servers' CPUs` row is no peer either: the round trip without a proxy, "
+        "with the target moved to the CPUs the servers run on, so it crosses CPUs twice where a "
+        "proxied round trip crosses them four times (the issue's RTT targets stay against `direct`); "
+        "`server died`: it exited during the run; `(N err)`: failed sessions or streams, summed over the runs; "
         "`(N open)`: the level was not reached (median over the runs; 20,000 descriptors per "
         "process hold about 9,990 two-socket tunnels); `(k of n runs short)`: some runs did not "
         "reach it. The raw JSON records say why runs failed (`first_error`).",
@@ -595,9 +616,11 @@ def main():
                  for s in servers if s["name"] != "direct"}
     cpu_best_peer, _ = ratio_rows(cpu_table, servers, CPU_COLUMNS)
     variant_vs_direct = {s["name"]: ratio_rows(table, servers, columns, s["name"])[1] for s in variants(servers)}
+    vs_references = {s["name"]: ratio_rows(table, servers, columns, "cleversocks", s["name"])[1]
+                     for s in references(servers)}
 
     md = markdown(meta, servers, columns, table, best_peer, vs_direct, target_list,
-                  cpu_markdown(servers, cpu_table, cpu_best_peer), variant_vs_direct)
+                  cpu_markdown(servers, cpu_table, cpu_best_peer), variant_vs_direct, vs_references)
     micro = load_micro(args.micro) if args.micro else None
     if micro is not None or args.micro_note:
         md += "\n" + "\n".join(micro_markdown(micro, args.micro_note)) + "\n"
@@ -611,6 +634,7 @@ def main():
         "cleversocks_vs_best_peer": best_peer,
         "cleversocks_vs_direct": vs_direct,
         "variants_vs_direct": variant_vs_direct,
+        "cleversocks_vs_references": vs_references,
         "server_cpu": {"columns": [{"key": c[0], "header": c[1], "case": c[2], "metric": c[3]}
                                    for c in CPU_COLUMNS],
                        "table": cpu_table, "cleversocks_vs_best_peer": cpu_best_peer},

@@ -3,7 +3,7 @@
 # on loopback (the script behind `make bench`; issue 3). See bench/README.md.
 #
 # usage: bench/run.sh [--quick] [--reps N] [--duration S] [--workers W]
-#                     [--servers "direct cleversocks cleversocks_busy_poll dante microsocks"]
+#                     [--servers "direct direct_across cleversocks cleversocks_busy_poll dante microsocks"]
 #                     [--cases "idle latency ..."] [--no-install]
 #                     [--micro-only | --no-micro] [--no-pin] [--no-netns]
 #        bench/run.sh --scaling "1 2 4" [--cases "sess_ipv4 thr_up_8"] [...]
@@ -33,7 +33,10 @@ REPS=${BENCH_REPS:-3}                     # runs per cell; the table shows media
 CLIENTS=${BENCH_CLIENTS:-64}              # concurrent session clients (idle: handshakes in flight)
 PINGS=${BENCH_PINGS:-10000}               # latency round trips measured
 IDLE_LEVELS=${BENCH_IDLE_LEVELS:-1000,5000,10000}
-SERVERS=${BENCH_SERVERS:-"direct cleversocks cleversocks_busy_poll dante microsocks"}
+# direct_across: the no-proxy round trip again, with the target on the
+# servers' CPUs: what crossing CPUs costs on this machine (latency only). A
+# proxied round trip crosses them four times, a direct one never.
+SERVERS=${BENCH_SERVERS:-"direct direct_across cleversocks cleversocks_busy_poll dante microsocks"}
 # Idle first: it needs the most ephemeral ports, and session runs leave
 # thousands of TIME_WAIT sockets behind for a minute.
 CASES=${BENCH_CASES:-"idle latency thr_up_1 thr_down_1 thr_up_8 thr_down_8 sess_ipv4 sess_domain sess_ipv4_auth sess_domain_auth"}
@@ -199,12 +202,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # spawn NAME CMD...: start CMD in the background (on the servers' CPUs, or
-# the generator's for NAME=target), logging to $WORK/NAME.log; sets
-# SPAWNED_PID.
+# the generator's for NAME=target unless TARGET_ON_SERVER=1), logging to
+# $WORK/NAME.log; sets SPAWNED_PID.
+TARGET_ON_SERVER=0
 spawn() {
   local name=$1 on=("${ON_SERVER[@]}")
   shift
-  [[ $name == target ]] && on=("${ON_GEN[@]}")
+  [[ $name == target && $TARGET_ON_SERVER == 0 ]] && on=("${ON_GEN[@]}")
   # Truncate here, not in the child's redirection: that runs after the fork,
   # and meanwhile the caller could read the previous instance's output.
   : >"$WORK/$name.log"
@@ -394,18 +398,22 @@ case_time_limit() {
 # {"server","case","rep","server_died","result"}.
 run_case() {
   local server=$1 case=$2 rep=$3 with_auth=0 port pid="" args via out rc line died=false tag only
-  tag="  [$rep/$REPS] $(printf '%-11s %-16s' "$server" "$case")"
+  tag="  [$rep/$REPS] $(printf '%-13s %-16s' "$server" "$case")"
   [[ $case == *_auth ]] && with_auth=1
-  if [[ $server == direct ]]; then
+  if [[ $server == direct* ]]; then
     [[ $with_auth == 1 || $case == sess_domain ]] && return 0  # no counterpart
+    [[ $server == direct_across && $case != latency ]] && return 0
   else
     [[ $with_auth == 1 ]] && ! "peer_$server" auth && return 0  # n/a
     only=" $("peer_$server" cases) "
     [[ $only == "  " || $only == *" $case "* ]] || return 0  # not one of its cases
   fi
   enter_netns
+  TARGET_ON_SERVER=0
+  [[ $server == direct_across ]] && TARGET_ON_SERVER=1
   start_target
-  if [[ $server == direct ]]; then
+  TARGET_ON_SERVER=0
+  if [[ $server == direct* ]]; then
     via=(--direct)
   else
     port=$(free_port)
@@ -574,6 +582,17 @@ for s in $SERVERS; do
   if [[ $s == direct ]]; then
     printf 'direct\tdirect, no proxy\tok\t0\n' >>"$SERVERS_TSV"
     RUN+=(direct)
+    continue
+  fi
+  if [[ $s == direct_across ]]; then
+    # Only where the target can sit on other CPUs than the generator.
+    if [[ $PLACEMENT == pinned ]]; then
+      printf 'direct_across\tdirect, target on the servers'"'"' CPUs\tok\t0\n' >>"$SERVERS_TSV"
+      RUN+=(direct_across)
+    else
+      log "skipping direct_across: not pinned, so no CPUs of the servers' own"
+      printf 'direct_across\tdirect, target on the servers'"'"' CPUs\tnot pinned\t0\n' >>"$SERVERS_TSV"
+    fi
     continue
   fi
   declare -F "peer_$s" >/dev/null || die "unknown server $s (no peer_$s function)"

@@ -133,6 +133,51 @@ def test_a_cleversocks_variant_row_is_no_peer_and_has_its_own_ratio_to_direct(tm
     assert "--busy-poll 50us | not run | not run" not in md.split("## Server CPU")[1]
 
 
+def test_the_direct_across_row_is_a_baseline_not_a_peer_and_leaves_the_targets_on_direct(tmp_path):
+    """direct_across (the target on the servers' CPUs) runs only the latency
+    case: its RTT is neither the best peer's nor the targets' reference, and
+    CleverSocks gets a row of ratios to it."""
+    servers = SERVERS[:1] + [("direct_across", "direct, target on the servers' CPUs", "ok", "0")] + SERVERS[1:]
+    recs = []
+    for rep in (1, 2, 3):
+        recs += [
+            record("direct", "latency", rep, latency(20.0, 30.0)),
+            # Faster than every proxy, but no peer: it must not become the best peer.
+            record("direct_across", "latency", rep, latency(70.0 + rep, 140.0)),
+            record("cleversocks", "latency", rep, latency(150.0, 280.0)),
+            record("dante", "latency", rep, latency(180.0, 320.0)),
+            record("microsocks", "latency", rep, latency(160.0, 270.0)),
+        ]
+        recs += [record(s, "thr_up_1", rep, throughput(g)) for s, g in
+                 (("direct", 20.0), ("cleversocks", 14.0), ("dante", 9.0), ("microsocks", 2.0))]
+    result, md = run_report(tmp_path, recs, meta(["latency", "thr_up_1"]), servers_list=servers)
+
+    across = result["table"]["direct_across"]
+    assert across["rtt_p50"]["value"] == pytest.approx(72.0)
+    assert across["up1"]["text"] == "–"
+    assert across["sess_ipv4"]["text"] == "–"
+    assert result["cleversocks_vs_best_peer"]["rtt_p50"] == pytest.approx(150.0 / 160.0)
+    assert result["cleversocks_vs_best_peer"]["up1"] == pytest.approx(14.0 / 9.0)
+    assert result["cleversocks_vs_direct"]["rtt_p50"] == pytest.approx(150.0 / 20.0)
+    assert result["cleversocks_vs_references"]["direct_across"]["rtt_p50"] == pytest.approx(150.0 / 72.0)
+    p50 = next(t for t in result["targets"] if t["target"].startswith("RTT p50"))
+    assert p50["measured"] == pytest.approx(7.5) and p50["status"] == "NOT met"
+    assert "| direct, target on the servers' CPUs | – | " in md
+    assert "| **CleverSocks / direct, target on the servers' CPUs** | – | " in md
+    assert " | 2.08× | 2.00× |" in md
+
+
+def test_a_direct_across_row_that_could_not_run_has_no_ratio_row(tmp_path):
+    servers = SERVERS[:1] + [("direct_across", "direct, target on the servers' CPUs", "not pinned", "0")] + SERVERS[1:]
+    recs = [record(s, "latency", 1, latency(p50, 2 * p50)) for s, p50 in
+            (("direct", 20.0), ("cleversocks", 40.0), ("dante", 50.0), ("microsocks", 45.0))]
+    result, md = run_report(tmp_path, recs, meta(["latency"]), servers_list=servers)
+    assert result["table"]["direct_across"]["rtt_p50"]["text"] == "not run"
+    assert result["cleversocks_vs_references"] == {}
+    assert "**CleverSocks / direct, target" not in md
+    assert "- direct, target on the servers' CPUs not run: not pinned" in md
+
+
 def test_a_server_that_never_accepted_shows_failed_not_not_run(tmp_path):
     recs = [record("direct", "latency", 1, latency(30.0, 50.0)),
             record("cleversocks", "latency", 1, latency(60.0, 100.0)),
