@@ -62,6 +62,9 @@ SCALING_CASES="sess_ipv4 thr_up_8"
 CASES_GIVEN=${BENCH_CASES:+1}
 AUTH_USER=${BENCH_AUTH_USER:-bench}      # RFC 1929 credentials for the "+ auth" columns
 AUTH_PASS=${BENCH_AUTH_PASS:-bench-secret}
+# Unset: run.sh builds it first (make build), so the binary measured is the
+# tree whose commit the report names. Set: that binary, as it is.
+CLEVERSOCKS_BIN_GIVEN=${CLEVERSOCKS_BIN:+1}
 CLEVERSOCKS_BIN=${CLEVERSOCKS_BIN:-build/release/cleversocks}
 CLEVERSOCKS_ARGS=${CLEVERSOCKS_ARGS:-}    # extra flags for every CleverSocks run
 BUSY_POLL=${BENCH_BUSY_POLL:-50us}        # the cleversocks_busy_poll row's --busy-poll
@@ -525,6 +528,17 @@ if ((INSTALL)) && [[ -x scripts/install-deps.sh ]]; then
 fi
 command -v python3 >/dev/null || die "python3 is needed for the report"
 command -v cmake >/dev/null || die "cmake is needed to build the bench tools"
+
+if [[ -z $CLEVERSOCKS_BIN_GIVEN && " $SERVERS" == *" cleversocks"* && $MICRO != only ]]; then
+  log "building CleverSocks (make build) into $(dirname "$CLEVERSOCKS_BIN")"
+  build_log=$(mktemp "${TMPDIR:-/tmp}/cleversocks-bench-build.XXXXXX")
+  if ! make -C "$ROOT" build JOBS="$JOBS" >"$build_log" 2>&1; then
+    tail -n 20 "$build_log" >&2
+    rm -f "$build_log"
+    die "make build failed (set CLEVERSOCKS_BIN to measure a binary built elsewhere)"
+  fi
+  rm -f "$build_log"
+fi
 
 # micro_bench also builds the project's modules from src/ there: the first
 # build takes a few minutes.
