@@ -86,7 +86,7 @@ package: $(PACKAGE_DIR)/build.ninja
 
 # --- other -------------------------------------------------------------------
 
-bench: build
+bench:  # run.sh builds the proxy itself (make build)
 	bench/run.sh
 
 bench-micro:

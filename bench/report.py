@@ -46,11 +46,6 @@ BASE_COLUMNS = [
 # proxy process to weigh).
 DIRECT_NA = {"sess_domain", "sess_ipv4_auth", "sess_domain_auth"}
 
-# Baselines other than "direct" (rows named direct_*): no proxy either, in
-# another placement, and only the cases listed. direct_across puts the target
-# on the servers' CPUs, so its round trip crosses CPUs as a proxied one does.
-REFERENCE_CASES = {"direct_across": {"latency"}}
-
 
 # The server's CPU over the measured window (loadgen --pid): each throughput
 # and session column again, divided by the server's CPU use (the share of one
@@ -117,8 +112,6 @@ def cell(server, col, records, cases):
     key, _, case, metric, _ = col
     name = server["name"]
     if name == "direct" and (case in DIRECT_NA or key.startswith("kib_")):
-        return {"text": "–", "value": None}
-    if name in REFERENCE_CASES and case not in REFERENCE_CASES[name]:
         return {"text": "–", "value": None}
     if server["status"] != "ok" or case not in cases:
         return {"text": "not run", "value": None}

@@ -205,13 +205,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # spawn NAME CMD...: start CMD in the background (on the servers' CPUs, or
-# the generator's for NAME=target unless TARGET_ON_SERVER=1), logging to
-# $WORK/NAME.log; sets SPAWNED_PID.
-TARGET_ON_SERVER=0
+# the generator's for NAME=target), logging to $WORK/NAME.log; sets
+# SPAWNED_PID.
 spawn() {
   local name=$1 on=("${ON_SERVER[@]}")
   shift
-  [[ $name == target && $TARGET_ON_SERVER == 0 ]] && on=("${ON_GEN[@]}")
+  [[ $name == target ]] && on=("${ON_GEN[@]}")
   # Truncate here, not in the child's redirection: that runs after the fork,
   # and meanwhile the caller could read the previous instance's output.
   : >"$WORK/$name.log"
@@ -267,8 +266,9 @@ wait_port() {
 #   start P A   spawn it listening on 127.0.0.1:P (A=1: require user/pass)
 #   cases       optional: print the only cases it runs (default: every one)
 # To add a peer, write peer_NAME and add NAME to SERVERS (see README.md).
-# Names starting with "cleversocks" are CleverSocks itself (not peers: no
-# ratio compares CleverSocks with them).
+# Names starting with "cleversocks" are CleverSocks itself, and "direct_*"
+# no-proxy baselines (no start: loadgen --direct): no ratio compares
+# CleverSocks with them as peers.
 
 pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null | sed 's/[+-].*//'; }
 
@@ -308,6 +308,17 @@ peer_cleversocks_busy_poll() {
     cases) echo latency ;;
     start) peer_cleversocks start "$2" "$3" "--busy-poll $BUSY_POLL" ;;
     *) peer_cleversocks "$@" ;;
+  esac
+}
+
+# The no-proxy round trip with the target on the servers' CPUs: it crosses
+# CPUs twice, where a proxied one crosses them four times.
+peer_direct_across() {
+  case $1 in
+    label) echo "direct, target on the servers' CPUs" ;;
+    check) [[ $PLACEMENT == pinned ]] && return 0; echo "not pinned"; return 1 ;;
+    auth) return 1 ;;
+    cases) echo latency ;;
   esac
 }
 
@@ -353,18 +364,19 @@ peer_microsocks() {
   esac
 }
 
-# start_target: a fresh loopback target (echo, bulk source, bulk sink; ports
-# chosen by the kernel) for each measurement, so no run meets the previous
-# run's TIME_WAIT sockets towards the same ports. Sets TARGET_PID and the
-# *_PORT variables.
+# start_target [NAME]: a fresh loopback target (echo, bulk source, bulk sink;
+# ports chosen by the kernel) for each measurement, so no run meets the
+# previous run's TIME_WAIT sockets towards the same ports. On the generator's
+# CPUs as NAME=target (the default), else on the servers' (see spawn). Sets
+# TARGET_PID and the *_PORT variables.
 start_target() {
-  local i ports=""
-  spawn target "$BUILD_DIR/target_server" -t "$GEN_THREADS"
+  local name=${1:-target} i ports=""
+  spawn "$name" "$BUILD_DIR/target_server" -t "$GEN_THREADS"
   TARGET_PID=$SPAWNED_PID
   for ((i = 0; i < 200; i++)); do
-    ports=$(grep -m 1 '^{' "$WORK/target.log" 2>/dev/null || true)
+    ports=$(grep -m 1 '^{' "$WORK/$name.log" 2>/dev/null || true)
     [[ -n $ports ]] && break
-    alive "$TARGET_PID" || die "target_server died: $(cat "$WORK/target.log")"
+    alive "$TARGET_PID" || die "target_server died: $(cat "$WORK/$name.log")"
     sleep 0.025
   done
   [[ $ports =~ \"echo\":([0-9]+),\"source\":([0-9]+),\"sink\":([0-9]+) ]] ||
@@ -403,19 +415,19 @@ run_case() {
   local server=$1 case=$2 rep=$3 with_auth=0 port pid="" args via out rc line died=false tag only
   tag="  [$rep/$REPS] $(printf '%-13s %-16s' "$server" "$case")"
   [[ $case == *_auth ]] && with_auth=1
-  if [[ $server == direct* ]]; then
+  if [[ $server == direct ]]; then
     [[ $with_auth == 1 || $case == sess_domain ]] && return 0  # no counterpart
-    [[ $server == direct_across && $case != latency ]] && return 0
   else
     [[ $with_auth == 1 ]] && ! "peer_$server" auth && return 0  # n/a
     only=" $("peer_$server" cases) "
     [[ $only == "  " || $only == *" $case "* ]] || return 0  # not one of its cases
   fi
   enter_netns
-  TARGET_ON_SERVER=0
-  [[ $server == direct_across ]] && TARGET_ON_SERVER=1
-  start_target
-  TARGET_ON_SERVER=0
+  if [[ $server == direct_across ]]; then
+    start_target target_across  # on the servers' CPUs
+  else
+    start_target
+  fi
   if [[ $server == direct* ]]; then
     via=(--direct)
   else
@@ -596,17 +608,6 @@ for s in $SERVERS; do
   if [[ $s == direct ]]; then
     printf 'direct\tdirect, no proxy\tok\t0\n' >>"$SERVERS_TSV"
     RUN+=(direct)
-    continue
-  fi
-  if [[ $s == direct_across ]]; then
-    # Only where the target can sit on other CPUs than the generator.
-    if [[ $PLACEMENT == pinned ]]; then
-      printf 'direct_across\tdirect, target on the servers'"'"' CPUs\tok\t0\n' >>"$SERVERS_TSV"
-      RUN+=(direct_across)
-    else
-      log "skipping direct_across: not pinned, so no CPUs of the servers' own"
-      printf 'direct_across\tdirect, target on the servers'"'"' CPUs\tnot pinned\t0\n' >>"$SERVERS_TSV"
-    fi
     continue
   fi
   declare -F "peer_$s" >/dev/null || die "unknown server $s (no peer_$s function)"
