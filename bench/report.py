@@ -255,13 +255,19 @@ def cpu_markdown(servers, cpu_table, cpu_best_peer):
     return lines
 
 
+def idle_text(meta):
+    """How idle CPUs waited during the run: on a VM, a halted vCPU's wake-up can be most of a
+    cross-CPU round trip, so RTT figures from hosts with different settings do not compare."""
+    return f" · CPU idle: {meta['cpu_idle']}" if meta.get("cpu_idle") else ""
+
+
 def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, cpu_lines=(),
              variant_vs_direct=None, vs_references=None):
     lines = [
         "# CleverSocks benchmark",
         "",
         f"{meta['date']} · commit `{meta['commit']}` · {meta['cpus']} CPUs ({meta['cpu_model']}) · "
-        f"kernel {meta['kernel']} · loopback",
+        f"kernel {meta['kernel']} · loopback" + idle_text(meta),
         "",
         f"W={meta['workers']} workers · {meta.get('generator_threads', meta['workers'])} generator threads · "
         f"{meta.get('pinning', 'not pinned')} · {meta['duration_s']} s measured after "
@@ -348,7 +354,7 @@ def scaling_report(raw_path, servers_path, meta_path):
         "# CleverSocks scaling",
         "",
         f"{meta['date']} · commit `{meta['commit']}` · {meta['cpus']} CPUs ({meta['cpu_model']}) · "
-        f"kernel {meta['kernel']} · loopback · {meta['duration_s']} s measured after "
+        f"kernel {meta['kernel']} · loopback{idle_text(meta)} · {meta['duration_s']} s measured after "
         f"{meta['warmup_s']} s warm-up · median of {meta['reps']} run(s) per cell",
         "",
         "Each worker count W runs CleverSocks with `-w W` on W CPUs and the generator and target on "

@@ -6,6 +6,7 @@
 #                     [--servers "direct direct_across cleversocks cleversocks_busy_poll dante microsocks"]
 #                     [--cases "idle latency ..."] [--no-install]
 #                     [--micro-only | --no-micro] [--no-pin] [--no-netns]
+#                     [--halt-poll NS]
 #        bench/run.sh --scaling "1 2 4" [--cases "sess_ipv4 thr_up_8"] [...]
 # Every flag has a BENCH_* environment twin (listed below). After the side-by-
 # side runs come the micro-benchmarks (bench/micro, Google Benchmark).
@@ -71,8 +72,16 @@ BUSY_POLL=${BENCH_BUSY_POLL:-50us}        # the cleversocks_busy_poll row's --bu
 # Flags that make CleverSocks require that user; set it empty to leave its
 # "+ auth" cells n/a.
 CLEVERSOCKS_AUTH_ARGS=${CLEVERSOCKS_AUTH_ARGS-"--user $AUTH_USER:$AUTH_PASS"}
+# Guest halt polling (Linux's cpuidle-haltpoll driver, in a KVM guest): how
+# long an idle vCPU polls before it halts. A halted vCPU takes a VM exit to
+# wake, which on some hosts is most of a cross-CPU round trip (bench/README,
+# "RTT"). Empty: the machine's setting, as it is; NS: that value for the run,
+# restored afterwards (root only). The report records the setting either way.
+HALT_POLL=${BENCH_HALT_POLL:-}
+HALT_POLL_FILE=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+HALT_POLL_SAVED=""                        # the machine's value while --halt-poll replaces it
 
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -88,6 +97,7 @@ while [[ $# -gt 0 ]]; do
     --no-install) INSTALL=0 ;;
     --micro-only) MICRO=only ;;
     --no-micro) MICRO=0 ;;
+    --halt-poll) HALT_POLL=${2:?--halt-poll needs nanoseconds, e.g. 200000}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -199,6 +209,10 @@ cleanup() {
   done
   STARTED=()
   leave_netns
+  if [[ -n $HALT_POLL_SAVED ]]; then
+    echo "$HALT_POLL_SAVED" >"$HALT_POLL_FILE" || log "could not restore $HALT_POLL_FILE to $HALT_POLL_SAVED"
+    HALT_POLL_SAVED=""
+  fi
   [[ -n $WORK ]] && rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -505,6 +519,18 @@ run_micro() {
   fi
 }
 
+# cpu_idle: how this machine's idle CPUs wait (cpuidle driver and governor,
+# and the guest halt-polling window where there is one), for the report.
+cpu_idle() {
+  local d=/sys/devices/system/cpu/cpuidle driver governor text
+  driver=$(cat "$d/current_driver" 2>/dev/null || echo none)
+  governor=$(cat "$d/current_governor_ro" 2>/dev/null || cat "$d/current_governor" 2>/dev/null || echo none)
+  text="cpuidle driver $driver, governor $governor"
+  [[ -r $HALT_POLL_FILE ]] && text+=", guest_halt_poll_ns $(cat "$HALT_POLL_FILE")"
+  [[ -n $HALT_POLL ]] && text+=" (set by --halt-poll)"
+  echo "$text"
+}
+
 # write_meta FILE: the run's parameters, for report.py.
 write_meta() {
   local commit cpu_model
@@ -520,6 +546,7 @@ write_meta() {
  "scaling": [$(tr -s ' ' ',' <<<"$SCALING" | sed 's/^,//; s/,$//')],
  "duration_s": $DURATION, "warmup_s": $WARMUP, "reps": $REPS, "clients": $CLIENTS,
  "pings": $PINGS, "idle_levels": [$IDLE_LEVELS], "loadavg_before": $LOADAVG,
+ "cpu_idle": "$(cpu_idle)",
  "cases": [$(printf '"%s",' "${CASE_LIST[@]}" | sed 's/,$//')],
  "quick": $( ((QUICK)) && echo true || echo false)}
 EOF
@@ -590,6 +617,16 @@ if ((NETNS)); then
 fi
 NETNS_NOTE=""
 ((NETNS)) && NETNS_NOTE=" · each measurement in a fresh network namespace"
+
+if [[ -n $HALT_POLL ]]; then
+  [[ $HALT_POLL =~ ^[0-9]+$ ]] || die "--halt-poll takes nanoseconds (an integer), not '$HALT_POLL'"
+  [[ -w $HALT_POLL_FILE ]] ||
+    die "--halt-poll: $HALT_POLL_FILE is missing or not writable (needs root in a guest with cpuidle-haltpoll)"
+  HALT_POLL_SAVED=$(cat "$HALT_POLL_FILE")
+  echo "$HALT_POLL" >"$HALT_POLL_FILE" || die "--halt-poll: could not write $HALT_POLL_FILE"
+  log "guest halt polling: $HALT_POLL ns for this run (was $HALT_POLL_SAVED; restored at exit)"
+fi
+log "CPU idle: $(cpu_idle)"
 
 # Servers inherit this: 10,000 tunnels need ~20,000 descriptors in the proxy.
 ulimit -n "$(ulimit -Hn)"

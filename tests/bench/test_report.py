@@ -187,6 +187,20 @@ def test_a_server_that_never_accepted_shows_failed_not_not_run(tmp_path):
     assert result["table"]["dante"]["up1"]["text"] == "not run"
 
 
+def test_the_header_says_how_idle_cpus_waited_when_run_sh_recorded_it(tmp_path):
+    recs = [record(s, "latency", 1, latency(p50, 2 * p50)) for s, p50 in
+            (("direct", 20.0), ("cleversocks", 40.0), ("dante", 50.0), ("microsocks", 45.0))]
+    idle = "cpuidle driver haltpoll, governor haltpoll, guest_halt_poll_ns 200000 (set by --halt-poll)"
+    result, md = run_report(tmp_path, recs, dict(meta(["latency"]), cpu_idle=idle))
+    assert f"kernel 6.18 · loopback · CPU idle: {idle}\n" in md
+    assert result["meta"]["cpu_idle"] == idle
+    _, md = run_report(tmp_path, recs, meta(["latency"]))  # an older meta.json: no such field
+    assert "CPU idle" not in md
+    _, md = run_report(tmp_path, scaling_records({1: ("pinned", 5000.0)}),
+                       dict(meta(["sess_ipv4"], scaling=[1]), cpu_idle=idle), "--scaling")
+    assert f"loopback · CPU idle: {idle} · 3 s measured" in md
+
+
 def scaling_records(rates):
     """rates: {workers: (placement, cleversocks sessions/s)}; direct always higher."""
     recs = []
