@@ -50,6 +50,7 @@ INSTALL=${BENCH_INSTALL:-1}
 # range for a minute and every later connect() pays for scanning it, or
 # fails (EADDRNOTAVAIL).
 NETNS=${BENCH_NETNS:-1}
+NETNS_NOTE=""                             # the report's words for it, once it is known to apply
 JOBS=${BENCH_JOBS:-$(nproc)}              # parallel compile jobs for the tools
 # Micro-benchmarks (bench/micro): 1 after the side-by-side runs, 0 never,
 # only: nothing else (report in $RESULTS_DIR/micro.md).
@@ -527,7 +528,7 @@ cpu_idle() {
   governor=$(cat "$d/current_governor_ro" 2>/dev/null || cat "$d/current_governor" 2>/dev/null || echo none)
   text="cpuidle driver $driver, governor $governor"
   [[ -r $HALT_POLL_FILE ]] && text+=", guest_halt_poll_ns $(cat "$HALT_POLL_FILE")"
-  [[ -n $HALT_POLL ]] && text+=" (set by --halt-poll)"
+  [[ -n $HALT_POLL_SAVED ]] && text+=" (set by --halt-poll)"
   echo "$text"
 }
 
@@ -615,7 +616,6 @@ if ((NETNS)); then
     NETNS=0
   fi
 fi
-NETNS_NOTE=""
 ((NETNS)) && NETNS_NOTE=" · each measurement in a fresh network namespace"
 
 if [[ -n $HALT_POLL ]]; then
