@@ -31,6 +31,19 @@ TEST(AddressToString, Endpoints) {
   EXPECT_EQ(core::to_string(ip::make_address("fe80::1"), 22), "[fe80::1]:22");
 }
 
+// IPv4 is formatted by our own code (std::to_chars), not inet_ntop: it must
+// print what inet_ntop prints for every octet value, at every width.
+TEST(AddressToString, Ipv4MatchesInetNtop) {
+  EXPECT_EQ(core::to_string(ip::make_address("255.255.255.255"), 65535), "255.255.255.255:65535") << "widest";
+  EXPECT_EQ(core::to_string(ip::make_address("10.0.100.9"), 9), "10.0.100.9:9");
+  for (unsigned v = 0; v < 256; ++v) {
+    const auto o = static_cast<unsigned char>(v);
+    const ip::address_v4 a(ip::address_v4::bytes_type{o, static_cast<unsigned char>(255 - v), o, 0});
+    const std::uint16_t port = static_cast<std::uint16_t>(v * 257);
+    EXPECT_EQ(core::to_string(a, port), a.to_string() + ":" + std::to_string(port));
+  }
+}
+
 TEST(Unmap, OnlyMappedAddressesChange) {
   EXPECT_EQ(core::unmap(ip::make_address("::ffff:1.2.3.4")), ip::make_address("1.2.3.4"));
   EXPECT_TRUE(core::unmap(ip::make_address("::ffff:1.2.3.4")).is_v4());
