@@ -261,13 +261,20 @@ def idle_text(meta):
     return f" · CPU idle: {meta['cpu_idle']}" if meta.get("cpu_idle") else ""
 
 
+def congestion_text(meta):
+    """The TCP congestion control the measurements ran with: on loopback, bbr paces every socket
+    with a high-resolution timer (lo has no fq qdisc to do it), which costs every server, and the
+    direct baseline, CPU per byte; runs with different algorithms do not compare."""
+    return f" · TCP congestion control: {meta['tcp_congestion']}" if meta.get("tcp_congestion") else ""
+
+
 def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, cpu_lines=(),
              variant_vs_direct=None, vs_references=None):
     lines = [
         "# CleverSocks benchmark",
         "",
         f"{meta['date']} · commit `{meta['commit']}` · {meta['cpus']} CPUs ({meta['cpu_model']}) · "
-        f"kernel {meta['kernel']} · loopback" + idle_text(meta),
+        f"kernel {meta['kernel']} · loopback" + idle_text(meta) + congestion_text(meta),
         "",
         f"W={meta['workers']} workers · {meta.get('generator_threads', meta['workers'])} generator threads · "
         f"{meta.get('pinning', 'not pinned')} · {meta['duration_s']} s measured after "
@@ -354,7 +361,7 @@ def scaling_report(raw_path, servers_path, meta_path):
         "# CleverSocks scaling",
         "",
         f"{meta['date']} · commit `{meta['commit']}` · {meta['cpus']} CPUs ({meta['cpu_model']}) · "
-        f"kernel {meta['kernel']} · loopback{idle_text(meta)} · {meta['duration_s']} s measured after "
+        f"kernel {meta['kernel']} · loopback{idle_text(meta)}{congestion_text(meta)} · {meta['duration_s']} s measured after "
         f"{meta['warmup_s']} s warm-up · median of {meta['reps']} run(s) per cell",
         "",
         "Each worker count W runs CleverSocks with `-w W` on W CPUs and the generator and target on "

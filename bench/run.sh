@@ -6,7 +6,7 @@
 #                     [--servers "direct direct_across cleversocks cleversocks_busy_poll dante microsocks"]
 #                     [--cases "idle latency ..."] [--no-install]
 #                     [--micro-only | --no-micro] [--no-pin] [--no-netns]
-#                     [--halt-poll NS]
+#                     [--halt-poll NS] [--congestion-control ALGO]
 #        bench/run.sh --scaling "1 2 4" [--cases "sess_ipv4 thr_up_8"] [...]
 # Every flag has a BENCH_* environment twin (listed below). After the side-by-
 # side runs come the micro-benchmarks (bench/micro, Google Benchmark).
@@ -81,6 +81,16 @@ CLEVERSOCKS_AUTH_ARGS=${CLEVERSOCKS_AUTH_ARGS-"--user $AUTH_USER:$AUTH_PASS"}
 HALT_POLL=${BENCH_HALT_POLL:-}
 HALT_POLL_FILE=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 HALT_POLL_SAVED=""                        # the machine's value while --halt-poll replaces it
+# TCP congestion control in the measurement namespaces. Empty: the machine's
+# default, which a new namespace inherits; ALGO (reno, cubic, bbr, ...): that
+# algorithm for every server and the direct baseline alike (root, with the
+# namespaces). It matters on loopback: bbr paces with a high-resolution timer
+# per socket when no fq qdisc does it, and lo has none (bench/README, "TCP
+# congestion control"). The report records which one ran.
+CONGESTION=${BENCH_CONGESTION_CONTROL:-}
+CC_ALLOWED_FILE=/proc/sys/net/ipv4/tcp_allowed_congestion_control
+CC_ALLOWED_SAVED=""                       # the machine's list while ALGO is added to it
+CC_APPLIED=0                              # 1 once the namespaces get CONGESTION
 
 usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
@@ -99,6 +109,7 @@ while [[ $# -gt 0 ]]; do
     --micro-only) MICRO=only ;;
     --no-micro) MICRO=0 ;;
     --halt-poll) HALT_POLL=${2:?--halt-poll needs nanoseconds, e.g. 200000}; shift ;;
+    --congestion-control) CONGESTION=${2:?--congestion-control needs an algorithm, e.g. cubic}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -179,6 +190,10 @@ enter_netns() {
   ip netns add "$NS" || die "ip netns add $NS failed (run as root, or use --no-netns)"
   ip -n "$NS" link set lo up
   IN_NS=(ip netns exec "$NS")
+  if ((CC_APPLIED)); then
+    "${IN_NS[@]}" sh -c 'echo "$1" >/proc/sys/net/ipv4/tcp_congestion_control' sh "$CONGESTION" ||
+      die "--congestion-control: could not set $CONGESTION in $NS"
+  fi
 }
 leave_netns() {
   if [[ -n $NS ]]; then
@@ -213,6 +228,10 @@ cleanup() {
   if [[ -n $HALT_POLL_SAVED ]]; then
     echo "$HALT_POLL_SAVED" >"$HALT_POLL_FILE" || log "could not restore $HALT_POLL_FILE to $HALT_POLL_SAVED"
     HALT_POLL_SAVED=""
+  fi
+  if [[ -n $CC_ALLOWED_SAVED ]]; then
+    echo "$CC_ALLOWED_SAVED" >"$CC_ALLOWED_FILE" || log "could not restore $CC_ALLOWED_FILE to $CC_ALLOWED_SAVED"
+    CC_ALLOWED_SAVED=""
   fi
   [[ -n $WORK ]] && rm -rf "$WORK"
 }
@@ -532,6 +551,15 @@ cpu_idle() {
   echo "$text"
 }
 
+# tcp_congestion: the congestion control the measurements ran with.
+tcp_congestion() {
+  if ((CC_APPLIED)); then
+    echo "$CONGESTION (set by --congestion-control)"
+  else
+    echo "$(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown) (the machine's default)"
+  fi
+}
+
 # write_meta FILE: the run's parameters, for report.py.
 write_meta() {
   local commit cpu_model
@@ -547,7 +575,7 @@ write_meta() {
  "scaling": [$(tr -s ' ' ',' <<<"$SCALING" | sed 's/^,//; s/,$//')],
  "duration_s": $DURATION, "warmup_s": $WARMUP, "reps": $REPS, "clients": $CLIENTS,
  "pings": $PINGS, "idle_levels": [$IDLE_LEVELS], "loadavg_before": $LOADAVG,
- "cpu_idle": "$(cpu_idle)",
+ "cpu_idle": "$(cpu_idle)", "tcp_congestion": "$(tcp_congestion)",
  "cases": [$(printf '"%s",' "${CASE_LIST[@]}" | sed 's/,$//')],
  "quick": $( ((QUICK)) && echo true || echo false)}
 EOF
@@ -627,6 +655,22 @@ if [[ -n $HALT_POLL ]]; then
   log "guest halt polling: $HALT_POLL ns for this run (was $HALT_POLL_SAVED; restored at exit)"
 fi
 log "CPU idle: $(cpu_idle)"
+
+if [[ -n $CONGESTION ]]; then
+  ((NETNS)) || die "--congestion-control sets each measurement's namespace: it needs root and the namespaces (not --no-netns)"
+  [[ $CONGESTION =~ ^[a-z0-9_]+$ ]] &&
+    grep -qw -- "$CONGESTION" /proc/sys/net/ipv4/tcp_available_congestion_control ||
+    die "--congestion-control: '$CONGESTION' is not available here ($(cat /proc/sys/net/ipv4/tcp_available_congestion_control))"
+  # A namespace other than the first may only pick an algorithm the machine
+  # allows; add it for the run, restored at exit.
+  if ! grep -qw -- "$CONGESTION" "$CC_ALLOWED_FILE"; then
+    CC_ALLOWED_SAVED=$(cat "$CC_ALLOWED_FILE")
+    echo "$CC_ALLOWED_SAVED $CONGESTION" >"$CC_ALLOWED_FILE" ||
+      die "--congestion-control: could not add $CONGESTION to $CC_ALLOWED_FILE"
+  fi
+  CC_APPLIED=1
+fi
+log "TCP congestion control: $(tcp_congestion)"
 
 # Servers inherit this: 10,000 tunnels need ~20,000 descriptors in the proxy.
 ulimit -n "$(ulimit -Hn)"

@@ -201,6 +201,22 @@ def test_the_header_says_how_idle_cpus_waited_when_run_sh_recorded_it(tmp_path):
     assert f"loopback · CPU idle: {idle} · 3 s measured" in md
 
 
+def test_the_header_names_the_tcp_congestion_control_the_measurements_ran_with(tmp_path):
+    recs = [record(s, "thr_up_1", 1, {"gbit_s": g, "server_cpu_util": 0.5}) for s, g in
+            (("direct", 50.0), ("cleversocks", 25.0), ("dante", 12.0), ("microsocks", 3.0))]
+    idle = "cpuidle driver haltpoll, governor haltpoll, guest_halt_poll_ns 0"
+    cc = "reno (set by --congestion-control)"
+    result, md = run_report(tmp_path, recs, dict(meta(["thr_up_1"]), cpu_idle=idle, tcp_congestion=cc))
+    assert f"loopback · CPU idle: {idle} · TCP congestion control: {cc}\n" in md
+    assert result["meta"]["tcp_congestion"] == cc
+    _, md = run_report(tmp_path, recs, meta(["thr_up_1"]))  # an older meta.json: no such field
+    assert "congestion" not in md
+    _, md = run_report(tmp_path, scaling_records({1: ("pinned", 5000.0)}),
+                       dict(meta(["sess_ipv4"], scaling=[1]), tcp_congestion="bbr (the machine's default)"),
+                       "--scaling")
+    assert "loopback · TCP congestion control: bbr (the machine's default) · 3 s measured" in md
+
+
 def scaling_records(rates):
     """rates: {workers: (placement, cleversocks sessions/s)}; direct always higher."""
     recs = []
