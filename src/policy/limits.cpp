@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <utility>
 
 namespace cs::policy {
 
@@ -50,16 +51,14 @@ void limits::make_room(Map& m, steady::time_point now) {
   if (m.size() < max_entries_per_stripe) {
     return;
   }
-  // Forget entries with nothing to remember: no open session, no lockout.
+  // Forget entries with nothing to remember: no open session, no running
+  // credential check, no lockout. A lockout is never forgotten to make room,
+  // or filling a stripe from other addresses (or names) would lift it; while
+  // every entry holds something, the stripe grows past its soft cap instead.
   std::erase_if(m, [now](const auto& kv) {
-    return kv.second.sessions == 0 && kv.second.udp == 0 && kv.second.locked_until <= now;
+    const auto& e = kv.second;
+    return e.sessions == 0 && e.udp == 0 && e.auth_pending == 0 && e.locked_until <= now;
   });
-  if (m.size() >= max_entries_per_stripe) {
-    // Still full (a flood from many sources): drop idle entries at random.
-    for (auto it = m.begin(); it != m.end() && m.size() >= max_entries_per_stripe;) {
-      it = (it->second.sessions == 0 && it->second.udp == 0) ? m.erase(it) : std::next(it);
-    }
-  }
 }
 
 session_lease limits::admit(const core::ip::address& raw, const limit_settings& s, refusal& why) {
@@ -228,85 +227,155 @@ void limits::lock_out(std::uint32_t failures, const limit_settings& s, steady::t
   until = std::max(until, now + d);
 }
 
-refusal limits::auth_allowed(const core::ip::address& raw, std::string_view user, const limit_settings& s) {
-  if (s.auth_failures_before_lockout == 0) {
-    return refusal::none;
+template <typename State>
+bool limits::may_check(const State& e, const limit_settings& s, steady::time_point now) noexcept {
+  if (e.locked_until > now) {
+    return false;
   }
-  const auto ip = core::unmap(raw);
-  const auto now = steady::now();
-  {
-    auto& st = ip_stripe(ip);
-    std::lock_guard lock(st.mu);
-    if (auto it = st.map.find(ip); it != st.map.end() && it->second.locked_until > now) {
-      return refusal::ip_locked;
-    }
+  const std::uint32_t recent = now - e.last_failure > s.auth_failure_window ? 0 : e.auth_failures;
+  if (recent >= s.auth_failures_before_lockout) {
+    return e.auth_pending == 0;  // a lockout just ended: one more try, whose failure locks again for longer
   }
-  auto& st = user_stripe(user);
-  std::lock_guard lock(st.mu);
-  if (auto it = st.map.find(std::string(user)); it != st.map.end() && it->second.locked_until > now) {
-    // A brute force against a name must not lock its owner out: addresses
-    // that have logged in as this user before are not held back.
-    const auto& t = it->second.trusted;
-    if (std::find(t.begin(), t.end(), ip) == t.end()) {
-      return refusal::user_locked;
-    }
-  }
-  return refusal::none;
+  return recent + e.auth_pending < s.auth_failures_before_lockout;
 }
 
-void limits::auth_failed(const core::ip::address& raw, std::string_view user, const limit_settings& s) {
-  const auto ip = core::unmap(raw);
+refusal limits::auth_allowed(const core::ip::address& ip, std::string_view user, const limit_settings& s) {
+  refusal why = refusal::none;
+  const auth_attempt probe = begin_auth(ip, user, s, why);  // a question only: withdrawn at once
+  return why;
+}
+
+auth_attempt limits::begin_auth(const core::ip::address& raw, std::string_view user, const limit_settings& s,
+                                refusal& why) {
+  why = refusal::none;
+  auth_attempt a;
+  a.ip_ = core::unmap(raw);
+  a.user_ = std::string(user);
+  if (s.auth_failures_before_lockout == 0) {
+    a.owner_ = this;  // no lockout: nothing to count
+    return a;
+  }
   const auto now = steady::now();
-  auto bump = [&](std::uint32_t& failures, steady::time_point& last, steady::time_point& until) {
-    if (now - last > s.auth_failure_window) {
-      failures = 0;
+  {
+    auto& st = ip_stripe(a.ip_);
+    std::lock_guard lock(st.mu);
+    auto it = st.map.find(a.ip_);
+    if (it == st.map.end()) {
+      make_room(st.map, now);
+      it = st.map.emplace(a.ip_, ip_state{}).first;
     }
-    ++failures;
-    last = now;
-    lock_out(failures, s, now, until);
+    if (!may_check(it->second, s, now)) {
+      why = refusal::ip_locked;
+      return {};
+    }
+    ++it->second.auth_pending;
+    a.counts_ip_ = true;
+  }
+  a.owner_ = this;  // from here on, a refusal withdraws the IP's count
+  auto& st = user_stripe(user);
+  std::lock_guard lock(st.mu);
+  auto it = st.map.find(a.user_);
+  if (it == st.map.end()) {
+    make_room(st.map, now);
+    it = st.map.emplace(a.user_, user_state{}).first;
+  }
+  // A brute force against a name must not lock its owner out: addresses
+  // that have logged in as this user before are not held back by it.
+  const auto& t = it->second.trusted;
+  if (std::find(t.begin(), t.end(), a.ip_) != t.end()) {
+    return a;
+  }
+  if (!may_check(it->second, s, now)) {
+    why = refusal::user_locked;
+    return {};  // `a` withdraws the IP's count
+  }
+  ++it->second.auth_pending;
+  a.counts_user_ = true;
+  return a;
+}
+
+void limits::end_auth(const core::ip::address& ip, const std::string& user, auth_outcome outcome, bool counted_ip,
+                      bool counted_user, const limit_settings* s) {
+  const auto now = steady::now();
+  auto bump = [&](auto& e) {
+    if (now - e.last_failure > s->auth_failure_window) {
+      e.auth_failures = 0;
+    }
+    ++e.auth_failures;
+    e.last_failure = now;
+    lock_out(e.auth_failures, *s, now, e.locked_until);
   };
   {
     auto& st = ip_stripe(ip);
     std::lock_guard lock(st.mu);
     auto it = st.map.find(ip);
-    if (it == st.map.end()) {
+    if (it == st.map.end() && outcome == auth_outcome::failed) {
       make_room(st.map, now);
       it = st.map.emplace(ip, ip_state{}).first;
     }
-    bump(it->second.auth_failures, it->second.last_failure, it->second.locked_until);
+    if (it != st.map.end()) {
+      auto& e = it->second;
+      if (counted_ip && e.auth_pending > 0) {
+        --e.auth_pending;
+      }
+      if (outcome == auth_outcome::failed) {
+        bump(e);
+      } else if (outcome == auth_outcome::succeeded) {
+        e.auth_failures = 0;
+      }
+    }
   }
   auto& st = user_stripe(user);
   std::lock_guard lock(st.mu);
-  auto it = st.map.find(std::string(user));
-  if (it == st.map.end()) {
+  auto it = st.map.find(user);
+  if (it == st.map.end() && outcome != auth_outcome::withdrawn) {
     make_room(st.map, now);
-    it = st.map.emplace(std::string(user), user_state{}).first;
+    it = st.map.emplace(user, user_state{}).first;
   }
-  bump(it->second.auth_failures, it->second.last_failure, it->second.locked_until);
+  if (it == st.map.end()) {
+    return;
+  }
+  auto& e = it->second;
+  if (counted_user && e.auth_pending > 0) {
+    --e.auth_pending;
+  }
+  if (outcome == auth_outcome::failed) {
+    bump(e);
+  } else if (outcome == auth_outcome::succeeded) {
+    auto& t = e.trusted;
+    if (std::find(t.begin(), t.end(), ip) == t.end()) {
+      if (t.size() >= 16) {
+        t.erase(t.begin());
+      }
+      t.push_back(ip);
+    }
+  }
+}
+
+void limits::auth_failed(const core::ip::address& raw, std::string_view user, const limit_settings& s) {
+  end_auth(core::unmap(raw), std::string(user), auth_outcome::failed, false, false, &s);
 }
 
 void limits::auth_succeeded(const core::ip::address& raw, std::string_view user) {
-  const auto ip = core::unmap(raw);
-  {
-    auto& st = ip_stripe(ip);
-    std::lock_guard lock(st.mu);
-    if (auto it = st.map.find(ip); it != st.map.end()) {
-      it->second.auth_failures = 0;
-    }
+  end_auth(core::unmap(raw), std::string(user), auth_outcome::succeeded, false, false, nullptr);
+}
+
+auth_attempt::~auth_attempt() {
+  if (owner_ != nullptr && (counts_ip_ || counts_user_)) {
+    owner_->end_auth(ip_, user_, limits::auth_outcome::withdrawn, counts_ip_, counts_user_, nullptr);
   }
-  auto& st = user_stripe(user);
-  std::lock_guard lock(st.mu);
-  auto it = st.map.find(std::string(user));
-  if (it == st.map.end()) {
-    make_room(st.map, steady::now());
-    it = st.map.emplace(std::string(user), user_state{}).first;
+}
+
+void auth_attempt::succeeded() {
+  if (owner_ != nullptr) {
+    std::exchange(owner_, nullptr)->end_auth(ip_, user_, limits::auth_outcome::succeeded, counts_ip_, counts_user_,
+                                             nullptr);
   }
-  auto& t = it->second.trusted;
-  if (std::find(t.begin(), t.end(), ip) == t.end()) {
-    if (t.size() >= 16) {
-      t.erase(t.begin());
-    }
-    t.push_back(ip);
+}
+
+void auth_attempt::failed(const limit_settings& s) {
+  if (owner_ != nullptr) {
+    std::exchange(owner_, nullptr)->end_auth(ip_, user_, limits::auth_outcome::failed, counts_ip_, counts_user_, &s);
   }
 }
 

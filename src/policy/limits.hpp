@@ -83,6 +83,42 @@ class session_lease {
   bool udp_ = false;  // a UDP association lease (IP count, and user count if user_ is set)
 };
 
+/// One credential check let through by limits::begin_auth(). Until it ends
+/// it counts as a failure against the client's IP and the name, so guesses
+/// sent in parallel (which would all pass a lockout check made before the
+/// first of them fails) cannot outrun the lockout. Destroyed without
+/// succeeded() or failed() (an exception, a shutdown), it is withdrawn.
+/// Movable, not copyable.
+class auth_attempt {
+ public:
+  auth_attempt() = default;
+  auth_attempt(auth_attempt&& o) noexcept { swap(o); }
+  auth_attempt& operator=(auth_attempt&& o) noexcept {
+    auth_attempt(std::move(o)).swap(*this);
+    return *this;
+  }
+  ~auth_attempt();
+  /// False when begin_auth() refused the check.
+  explicit operator bool() const noexcept { return owner_ != nullptr; }
+  void succeeded();
+  void failed(const limit_settings& s);
+
+ private:
+  friend class limits;
+  void swap(auth_attempt& o) noexcept {
+    std::swap(owner_, o.owner_);
+    std::swap(ip_, o.ip_);
+    std::swap(user_, o.user_);
+    std::swap(counts_ip_, o.counts_ip_);
+    std::swap(counts_user_, o.counts_user_);
+  }
+  limits* owner_ = nullptr;
+  core::ip::address ip_;
+  std::string user_;
+  bool counts_ip_ = false;    // holds a pending check in the IP's entry
+  bool counts_user_ = false;  // and in the name's (not for a trusted IP)
+};
+
 class limits {
  public:
   limits() = default;
@@ -100,8 +136,13 @@ class limits {
   session_lease admit_udp(const core::ip::address& ip, const std::string& user, unsigned max_per_ip,
                           unsigned max_per_user, refusal& why);
 
-  /// Before verifying credentials: refusal::none, or ip_locked / user_locked.
+  /// Before verifying credentials: refusal::none, or ip_locked / user_locked
+  /// (locked out, or as many checks still running as failures it would take).
   refusal auth_allowed(const core::ip::address& ip, std::string_view user, const limit_settings& s);
+  /// auth_allowed() and, when it says none, the check counted as running until
+  /// the attempt ends (see auth_attempt). `why` says which lock refused it.
+  auth_attempt begin_auth(const core::ip::address& ip, std::string_view user, const limit_settings& s,
+                          refusal& why);
   void auth_failed(const core::ip::address& ip, std::string_view user, const limit_settings& s);
   void auth_succeeded(const core::ip::address& ip, std::string_view user);
 
@@ -114,6 +155,7 @@ class limits {
 
  private:
   friend class session_lease;
+  friend class auth_attempt;
   struct ip_hash {
     std::size_t operator()(const core::ip::address& a) const noexcept;
   };
@@ -123,6 +165,7 @@ class limits {
     double tokens = 0;
     steady::time_point refilled{};
     std::uint32_t auth_failures = 0;
+    std::uint32_t auth_pending = 0;  ///< credential checks let through and still running
     steady::time_point last_failure{};
     steady::time_point locked_until{};
   };
@@ -130,6 +173,7 @@ class limits {
     std::uint32_t sessions = 0;
     std::uint32_t udp = 0;
     std::uint32_t auth_failures = 0;
+    std::uint32_t auth_pending = 0;
     steady::time_point last_failure{};
     steady::time_point locked_until{};
     std::vector<core::ip::address> trusted;  ///< IPs that logged in as this user (bounded)
@@ -146,6 +190,11 @@ class limits {
   stripe<ip_map>& ip_stripe(const core::ip::address& a);
   stripe<user_map>& user_stripe(std::string_view u);
   void release(const session_lease& l) noexcept;
+  enum class auth_outcome : std::uint8_t { withdrawn, failed, succeeded };
+  void end_auth(const core::ip::address& ip, const std::string& user, auth_outcome outcome, bool counted_ip,
+                bool counted_user, const limit_settings* s);
+  template <typename State>
+  static bool may_check(const State& e, const limit_settings& s, steady::time_point now) noexcept;
   static void lock_out(std::uint32_t failures, const limit_settings& s, steady::time_point now,
                        steady::time_point& until);
   template <typename Map>

@@ -538,6 +538,9 @@ std::string control_plane::metrics_text() const {
   t.sample("cleversocks_auth_attempts_total", {{"result", "failure"}}, sum([](const auto& m) { return m.auth_failure.value(); }));
   t.sample("cleversocks_auth_attempts_total", {{"result", "throttled"}},
            sum([](const auto& m) { return m.auth_throttled.value(); }));
+  t.family("cleversocks_auth_checks_in_flight", "gauge",
+           "argon2id password checks queued or running on the hashing pool.");
+  t.sample("cleversocks_auth_checks_in_flight", static_cast<double>(shared_.hashing.load()));
   t.family("cleversocks_acl_blocks_total", "counter", "Requests refused by an ACL rule or built-in block.");
   for (const auto& [name, value] : reg.acl_blocks.values()) {
     t.sample("cleversocks_acl_blocks_total", {{"rule", name}}, value);

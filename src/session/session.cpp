@@ -13,6 +13,7 @@
 #include "upstream/direct.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -100,6 +101,18 @@ asio::awaitable<const auth::user*> verify_off_loop(std::shared_ptr<const config:
   co_return u;
 }
 
+// One verification counted in shared_services::hashing for as long as it is
+// queued or running, whichever way the session leaves (an exception too).
+struct hashing_slot {
+  explicit hashing_slot(std::atomic<int>& n) : count(n), queued(n.fetch_add(1) + 1) {}
+  ~hashing_slot() { count.fetch_sub(1); }
+  hashing_slot(const hashing_slot&) = delete;
+  hashing_slot& operator=(const hashing_slot&) = delete;
+
+  std::atomic<int>& count;
+  const int queued;  ///< this one included
+};
+
 // RFC 1929 checks for one session: lockouts first, then the store (cheap
 // digests on the loop, argon2 on the pool, with a per-worker cache).
 class session_auth final : public authenticator {
@@ -112,7 +125,11 @@ class session_auth final : public authenticator {
 
   asio::awaitable<const auth::user*> authenticate(std::string_view name, std::string_view password) override {
     const auto& limits = snap_->source.limits;
-    if (auto why = svc_.shared.limits.auth_allowed(client_, name, limits); why != policy::refusal::none) {
+    // Counted as running (a failure, for the lockout) until it ends, so a
+    // burst of guesses in parallel cannot outrun the lockout.
+    policy::refusal why = policy::refusal::none;
+    auto attempt = svc_.shared.limits.begin_auth(client_, name, limits, why);
+    if (!attempt) {
       svc_.metrics.auth_throttled.inc();
       obs::log().debug("auth for '{}' from {} refused without checking: {}", name,
                        core::to_string(client_, 0), policy::to_string(why));
@@ -126,24 +143,30 @@ class session_auth final : public authenticator {
       const auto key = store.cache_key(name, password);
       u = svc_.auth_cache.find(key, snap_->generation);
       if (u == nullptr) {
-        if (svc_.shared.hashing.fetch_add(1) >= shared_services::max_hashing) {
-          svc_.shared.hashing.fetch_sub(1);
+        const hashing_slot slot(svc_.shared.hashing);
+        if (slot.queued > shared_services::max_hashing) {
           svc_.metrics.auth_throttled.inc();
           co_return nullptr;  // shed load rather than queue unboundedly
         }
+        // No cancellation slot: the session's cancellation (its deadline, a
+        // forced shutdown) must not reach the pool. argon2 cannot stop
+        // midway, and a coroutine spawned there with the session's slot is
+        // cancelled from this thread while it runs on another: Boost 1.81
+        // then throws on the pool thread (std::terminate) or emits into a
+        // signal the session has freed. The deadline takes effect once the
+        // session resumes here, a bounded argon2 run later.
         u = co_await asio::co_spawn(svc_.shared.hash_pool,
                                     verify_off_loop(snap_, std::string(name), std::string(password)),
-                                    asio::use_awaitable);
-        svc_.shared.hashing.fetch_sub(1);
+                                    asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
         if (u != nullptr) {
           svc_.auth_cache.insert(key, u, snap_->generation);
         }
       }
     }
     if (u != nullptr) {
-      svc_.shared.limits.auth_succeeded(client_, name);
+      attempt.succeeded();
     } else {
-      svc_.shared.limits.auth_failed(client_, name, limits);
+      attempt.failed(limits);
     }
     co_return u;
   }

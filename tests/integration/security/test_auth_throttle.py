@@ -134,3 +134,90 @@ def test_brute_force_against_hashed_user(bare_proxy, echo_server, tmp_path):
     assert sec.login(p.addr, "alice", "right-pw", source=ATTACKER) != OK
     for _ in range(3):
         assert login_and_connect(p, echo_server, OWNER, "alice", "right-pw") < 2.0
+
+
+# argon2id of "secret" at t=8, m=64 MiB, made with libsodium's
+# crypto_pwhash_str: ~0.2 s to verify on a 2-core VM, so a 50 ms handshake
+# deadline fires while the check is queued or running on the hashing pool.
+SLOW_HASH = "$argon2id$v=19$m=65536,t=8,p=1$XvSVmTveTutqoTVPGevyKw$26SpcuwNYaziHsGhKr7knLmBtPfB6Piva9jrcZQXOcE"
+
+
+def test_a_deadline_during_the_argon2_check_neither_crashes_nor_leaks(bare_proxy, echo_server, tmp_path):
+    """The handshake deadline fires while the password check is queued or
+    running on the hashing pool (an unknown name takes that path too, so no
+    account is needed): the session ends, the server lives, and the check
+    leaves the in-flight count. This crashed the server (std::terminate on a
+    pool thread, or a use-after-free of the session's cancellation signal)."""
+    from support.admin import AdminClient
+    from support.udp import metric, wait_until
+
+    users = tmp_path / "users"
+    users.write_text(f"alice:{SLOW_HASH}\nbob:bob-pw\n")
+    p = bare_proxy("--users-file", str(users), "--auth-lockout-after", "0", "--handshake-timeout", "50ms",
+                   *LOOPBACK)
+    admin = AdminClient.of(p)
+    # Six at once against a pool of two: some wait in its queue, some run.
+    socks = []
+    try:
+        for i in range(6):
+            s = sec.connect_from(p.addr, ATTACKER)
+            s.sendall(sc.greeting(sc.USERPASS) + sc.userpass("alice" if i % 2 else f"nobody{i}", "secret"))
+            socks.append(s)
+        for s in socks:  # each ends: an answer and close, or a close alone
+            s.settimeout(10)
+            for _ in range(10):
+                if not s.recv(64):
+                    break
+    finally:
+        for s in socks:
+            s.close()
+    assert p.proc.poll() is None, f"the proxy died: exit {p.proc.returncode}"
+
+    def drained():
+        return metric(admin.metrics_text(), "cleversocks_auth_checks_in_flight") == 0
+    assert wait_until(drained, 15.0, lambda t: p.proc.wait(timeout=t) if p.proc.poll() is None else None), \
+        "password checks still counted in flight after their sessions ended"
+    assert p.proc.poll() is None, f"the proxy died: exit {p.proc.returncode}"
+    login_and_connect(p, echo_server, OWNER, "bob", "bob-pw")  # plain text: checked on the loop, in time
+
+
+def test_a_parallel_burst_gets_no_more_checks_than_the_lockout_allows(bare_proxy, tmp_path):
+    """40 guesses sent at once from one IP all arrive before the first argon2
+    check (off the loop) has failed: only as many are checked as failures it
+    takes to lock the IP out; the rest are refused unchecked (throttled)."""
+    from support.admin import AdminClient
+    from support.udp import metric
+
+    users = tmp_path / "users"
+    users.write_text(f"alice:{sec.hash_password('right-pw')}\n")
+    p = bare_proxy("--users-file", str(users), "--auth-lockout-after", "3", *LOOPBACK)
+    admin = AdminClient.of(p)
+    barrier = threading.Barrier(40, timeout=10)
+    statuses, errors = [], []
+
+    def guess(i):
+        try:
+            with sec.connect_from(p.addr, ATTACKER, timeout=10) as s:
+                s.sendall(sc.greeting(sc.USERPASS))
+                assert sc.read_method(s, 10) == b"\x05\x02"
+                barrier.wait()  # every connection has its method: the guesses leave together
+                s.sendall(sc.userpass("alice", f"guess-{i}"))
+                statuses.append(sc.read_auth_status(s, 10))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=guess, args=(i,), daemon=True) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert len(statuses) == 40 and all(s != OK for s in statuses), statuses
+    m = admin.metrics_text()
+    # "failure" counts every refused login, "throttled" those refused unchecked.
+    refused = metric(m, "cleversocks_auth_attempts_total", result="failure")
+    throttled = metric(m, "cleversocks_auth_attempts_total", result="throttled")
+    assert refused == 40, m
+    assert refused - throttled <= 3, \
+        f"{refused - throttled:.0f} of 40 parallel guesses were checked; the lockout is after 3 failures"
+    assert sec.login(p.addr, "alice", "right-pw", source=ATTACKER) != OK, "locked out after the burst"

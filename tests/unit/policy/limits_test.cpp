@@ -428,6 +428,80 @@ TEST(Lockout, TrustIsPerUser) {
       << "logging in as alice does not make 127.0.0.1 trusted for bob";
 }
 
+// Guesses sent in parallel all reach the check before the first of them
+// fails: each one let through counts as a failure until it ends.
+TEST(Lockout, ChecksStillRunningCountAsFailures) {
+  limits l;
+  const auto s = lockout_settings(3, 10s);
+  refusal why{};
+  std::vector<auth_attempt> running;
+  for (int i = 0; i < 3; ++i) {
+    running.push_back(l.begin_auth(A("127.0.0.2"), "alice", s, why));
+    ASSERT_TRUE(running.back()) << i;
+  }
+  EXPECT_FALSE(l.begin_auth(A("127.0.0.2"), "alice", s, why));
+  EXPECT_EQ(why, refusal::ip_locked);
+  EXPECT_FALSE(l.begin_auth(A("127.0.0.3"), "alice", s, why)) << "three checks of alice's password are running";
+  EXPECT_EQ(why, refusal::user_locked);
+  EXPECT_EQ(l.auth_allowed(A("127.0.0.3"), "bob", s), refusal::none) << "another IP, another name";
+  running.clear();  // withdrawn (no verdict): nothing counted
+  EXPECT_EQ(l.auth_allowed(A("127.0.0.2"), "alice", s), refusal::none);
+  for (int i = 0; i < 3; ++i) {
+    running.push_back(l.begin_auth(A("127.0.0.2"), "alice", s, why));
+  }
+  for (auto& a : running) {
+    a.failed(s);
+  }
+  running.clear();
+  EXPECT_EQ(l.auth_allowed(A("127.0.0.2"), "alice", s), refusal::ip_locked) << "three failures: locked";
+  EXPECT_EQ(l.auth_allowed(A("127.0.0.4"), "alice", s), refusal::user_locked);
+}
+
+TEST(Lockout, TrustedIpsAreNotHeldBackByRunningChecks) {
+  limits l;
+  const auto s = lockout_settings(2, 10s);
+  refusal why{};
+  l.begin_auth(A("127.0.0.1"), "alice", s, why).succeeded();
+  auto a1 = l.begin_auth(A("127.0.0.2"), "alice", s, why);
+  auto a2 = l.begin_auth(A("127.0.0.3"), "alice", s, why);
+  ASSERT_TRUE(a1 && a2);
+  EXPECT_EQ(l.auth_allowed(A("127.0.0.4"), "alice", s), refusal::user_locked);
+  EXPECT_EQ(l.auth_allowed(A("127.0.0.1"), "alice", s), refusal::none) << "the owner's address";
+}
+
+TEST(Lockout, AfterALockoutEndsOneTryAtATime) {
+  limits l;
+  const auto s = lockout_settings(2, 20ms, 20ms);
+  l.auth_failed(A("127.0.0.2"), "alice", s);
+  l.auth_failed(A("127.0.0.2"), "alice", s);
+  ASSERT_NE(wait_unlocked(l, A("127.0.0.2"), "alice", s), clock_type::time_point::max());
+  refusal why{};
+  auto first = l.begin_auth(A("127.0.0.2"), "alice", s, why);
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(l.begin_auth(A("127.0.0.2"), "alice", s, why)) << "a second try while the first runs";
+  first.succeeded();
+  EXPECT_EQ(l.auth_allowed(A("127.0.0.2"), "alice", s), refusal::none);
+}
+
+// Filling a stripe from other addresses must not make room by forgetting a
+// lockout (that would lift it).
+TEST(Lockout, SurvivesFullStripes) {
+  limits l;
+  auto s = lockout_settings(1, 10s);
+  s.max_sessions_per_ip = 10;
+  l.auth_failed(A("10.9.8.7"), "alice", s);
+  ASSERT_EQ(l.auth_allowed(A("10.9.8.7"), "bob", s), refusal::ip_locked);
+  refusal why{};
+  std::vector<session_lease> held;  // every stripe over its soft cap with entries that hold a session
+  const std::uint32_t n = 64 * limits::max_entries_per_stripe + 4096;
+  held.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    held.push_back(l.admit(ip::address_v4(0x0B000000u + i), s, why));
+    ASSERT_TRUE(held.back());
+  }
+  EXPECT_EQ(l.auth_allowed(A("10.9.8.7"), "bob", s), refusal::ip_locked);
+}
+
 TEST(Limits, StateIsBounded) {
   limits l;
   limit_settings s;
