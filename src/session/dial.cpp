@@ -14,18 +14,8 @@ namespace {
 
 asio::awaitable<dial_outcome> direct(const dial_request& req, const core::target_address& target) {
   dial_outcome out{{}, tcp::socket(req.svc->dns.get_executor()), {}, {}, nullptr, {}};
-  const upstream::address_check check = [&](const core::ip::address& a) -> core::error_code {
-    if (req.view == nullptr) {
-      return {};
-    }
-    req.view->address = a;
-    const auto verdict = req.snap->acl.evaluate(*req.view);
-    if (!verdict.allowed()) {
-      out.blocked_by = verdict.by;
-      return core::socks_errc::not_allowed;
-    }
-    return {};
-  };
+  const upstream::address_check check =
+      req.view != nullptr ? acl_check(*req.snap, *req.view, out.blocked_by) : upstream::address_check();
   auto d = co_await upstream::dial_direct(target, req.svc->dns, req.route->egress, check);
   out.ec = d.ec;
   if (!d.ec) {
@@ -49,6 +39,19 @@ asio::awaitable<dial_outcome> through(const dial_request& req, std::span<const u
 }
 
 }  // namespace
+
+upstream::address_check acl_check(const config::snapshot& snap, policy::request_view& view,
+                                  std::string_view& blocked_by) {
+  return [&snap, &view, &blocked_by](const core::ip::address& a) -> core::error_code {
+    view.address = a;
+    const auto verdict = snap.acl.evaluate(view);
+    if (!verdict.allowed()) {
+      blocked_by = verdict.by;
+      return core::socks_errc::not_allowed;
+    }
+    return {};
+  };
+}
 
 asio::awaitable<dial_outcome> dial(const dial_request& req) {
   const auto& route = *req.route;

@@ -10,6 +10,7 @@
 #include "routing/pool.hpp"
 #include "routing/router.hpp"
 #include "session/session.hpp"
+#include "upstream/direct.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -38,6 +39,13 @@ struct dial_outcome {
   std::shared_ptr<routing::member_state> member;  ///< the pool member in use (session_started called)
   std::string_view blocked_by;         ///< the ACL rule that refused a resolved address
 };
+
+/// The ACL as an address check for resolved candidates: `view` (the request
+/// as the ACL sees it, its name included) is evaluated with each candidate
+/// as its address; a refusal returns not_allowed and names the rule or
+/// built-in block in `blocked_by`. Both must outlive the check.
+upstream::address_check acl_check(const config::snapshot& snap, policy::request_view& view,
+                                  std::string_view& blocked_by);
 
 /// Never throws for network events; honours cancellation (the caller's
 /// connect deadline).

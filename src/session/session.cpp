@@ -320,9 +320,11 @@ struct bind_outcome {
   core::error_code ec;
   bool replied = false;
   core::reply_code reply = core::reply_code::succeeded;
+  std::string_view blocked_by;  ///< the ACL rule that refused every expected peer
 };
 
-// Waits for a connection from one of `expected` (any when empty).
+// Waits for a connection from one of `expected` (any when empty) that the
+// ACL allows.
 asio::awaitable<core::error_code> accept_expected(tcp::acceptor& acceptor, const upstream::address_list& expected,
                                                   tcp::socket& out, worker_services& svc, const config::snapshot& snap,
                                                   policy::request_view view) {
@@ -334,10 +336,14 @@ asio::awaitable<core::error_code> accept_expected(tcp::acceptor& acceptor, const
     core::error_code pec;
     const auto peer = core::unmap(sock.remote_endpoint(pec).address());
     bool ok = !pec && (expected.empty() || std::find(expected.begin(), expected.end(), peer) != expected.end());
-    if (ok && expected.empty()) {
-      // No peer was named: whoever connects must pass the ACL as a target would.
+    if (ok) {
+      // Whoever connects must pass the ACL as a target would: a named peer
+      // as the request named it (its name, DST.PORT) at the address it
+      // connects from; an unnamed one on its own address and port.
       view.address = peer;
-      view.port = sock.remote_endpoint(pec).port();
+      if (expected.empty()) {
+        view.port = sock.remote_endpoint(pec).port();
+      }
       ok = !pec && snap.acl.evaluate(view).allowed();
     }
     if (ok) {
@@ -360,8 +366,10 @@ asio::awaitable<bind_outcome> serve_bind(tcp::socket& client, client_protocol pr
                                          tcp::socket& peer_out, obs::access_record& rec, policy::request_view view) {
   bind_outcome out;
   const auto& cfg = snap.source;
-  // Who may connect: DST.ADDR (all its addresses for a name); 0.0.0.0 or
-  // :: means anyone (the client does not know the peer's address).
+  // Who may connect: DST.ADDR (those of a name's addresses the ACL allows,
+  // judged as CONNECT judges the addresses it would dial); 0.0.0.0 or ::
+  // means anyone (the client does not know the peer's address).
+  view.cmd = core::command::bind;
   upstream::address_list expected;
   std::optional<core::ip::address> toward;
   if (const auto* ip = expected_peer.ip_address()) {
@@ -378,6 +386,10 @@ asio::awaitable<bind_outcome> serve_bind(tcp::socket& client, client_protocol pr
     }
     for (const auto& a : addrs) {
       expected.push_back(core::unmap(a));
+    }
+    if (auto refused = upstream::keep_allowed(expected, acl_check(snap, view, out.blocked_by))) {
+      out.ec = refused;  // not_allowed: none of them may be the peer
+      co_return out;
     }
     toward = expected.front();
   }
@@ -422,8 +434,6 @@ asio::awaitable<bind_outcome> serve_bind(tcp::socket& client, client_protocol pr
   }
   asio::steady_timer wait(client.get_executor());
   wait.expires_after(cfg.bind.timeout);
-  view.cmd = core::command::bind;
-  view.domain = {};
   auto r = co_await (accept_expected(acceptor, expected, peer_out, svc, snap, view) || expiry(wait) ||
                      client_gone(client));
   core::error_code aec;
@@ -709,6 +719,9 @@ asio::awaitable<void> establish(tcp::socket& client, const tcp::endpoint& peer, 
     ec = b.ec;
     replied = b.replied;
     reply = b.reply;
+    if (ec == core::socks_errc::not_allowed) {
+      count_acl_block(st, *snap, svc, b.blocked_by);
+    }
   }
 
   // ---- reply

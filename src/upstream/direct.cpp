@@ -7,6 +7,24 @@ namespace cs::upstream {
 
 namespace asio = boost::asio;
 
+core::error_code keep_allowed(address_list& addresses, const address_check& check) {
+  core::error_code refused;
+  std::erase_if(addresses, [&](const core::ip::address& a) {
+    if (!check) {
+      return false;
+    }
+    if (auto why = check(core::unmap(a))) {
+      refused = why;
+      return true;
+    }
+    return false;
+  });
+  if (addresses.empty()) {
+    return refused ? refused : core::error_code(core::socks_errc::host_not_found);
+  }
+  return {};
+}
+
 boost::asio::awaitable<dial_result> dial_direct(const core::target_address& target, resolver& dns,
                                                 const connect_options& options,
                                                 const address_check& check) {
@@ -43,19 +61,8 @@ boost::asio::awaitable<dial_result> dial_direct(const core::target_address& targ
   }
 
   // Check every address before dialling any of them.
-  core::error_code refused;
-  std::erase_if(addresses, [&](const core::ip::address& a) {
-    if (!check) {
-      return false;
-    }
-    if (auto why = check(core::unmap(a))) {
-      refused = why;
-      return true;
-    }
-    return false;
-  });
-  if (addresses.empty()) {
-    result.ec = refused ? refused : core::error_code(core::socks_errc::host_not_found);
+  if (auto refused = keep_allowed(addresses, check)) {
+    result.ec = refused;
     co_return result;
   }
 

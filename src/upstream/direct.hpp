@@ -29,6 +29,13 @@ struct dial_result {
   bool resolved = false; ///< the target was a name that went through DNS
 };
 
+/// Leaves out of `addresses` every one `check` refuses (none when `check`
+/// is empty), keeping the order. Returns an error when none is left: the
+/// last refusal's reason, or host_not_found for an empty list. The one
+/// filter for every use of resolved addresses (dial_direct, BIND's expected
+/// peers), so all of them are judged alike.
+core::error_code keep_allowed(address_list& addresses, const address_check& check);
+
 /// Dials `target` directly. On failure `ec` is what the client's reply is
 /// made from (host_not_found, not_allowed, connection_refused, ...).
 /// Cancellation (e.g. a connect deadline) aborts resolution and all attempts.
