@@ -373,6 +373,7 @@ const std::vector<scalar_field>& scalar_fields() {
       bool_field("acl.builtin_blocks.reserved", [](settings& s) -> auto& { return s.acl.builtin.reserved; }),
       bool_field("acl.builtin_blocks.metadata", [](settings& s) -> auto& { return s.acl.builtin.metadata; }),
       bool_field("acl.builtin_blocks.smtp", [](settings& s) -> auto& { return s.acl.builtin.smtp; }),
+      bool_field("acl.builtin_blocks.local", [](settings& s) -> auto& { return s.acl.builtin.local; }),
       string_field("geoip.database", [](settings& s) -> auto& { return s.geoip_database; }),
       uint_field("limits.max_sessions", [](settings& s) -> auto& { return s.limits.max_sessions; }),
       uint_field("limits.max_sessions_per_ip", [](settings& s) -> auto& { return s.limits.max_sessions_per_ip; }),
@@ -1093,14 +1094,12 @@ void apply_yaml(std::string_view text, const std::string& file, settings& s, std
 }
 
 void apply_yaml_file(const std::string& path, settings& s, std::vector<diagnostic>& errors) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    errors.push_back({path, 0, 0, "", "cannot be read"});
+  std::string text;
+  if (const auto why = read_whole_file(path, text); !why.empty()) {
+    errors.push_back({path, 0, 0, "", "cannot be read (" + why + ")"});  // a directory too
     return;
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  apply_yaml(text.str(), path, s, errors);
+  apply_yaml(text, path, s, errors);
 }
 
 std::map<std::string, std::string> cleversocks_environment() {

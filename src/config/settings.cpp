@@ -1,15 +1,51 @@
 #include "config/settings.hpp"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <array>
+#include <cerrno>
 #include <charconv>
 #include <fstream>
 #include <sstream>
 #include <cmath>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 namespace cs::config {
+
+// std::ifstream opens a directory without complaint and then reads nothing,
+// which made a users file that is a directory look like an empty one.
+std::string read_whole_file(const std::string& path, std::string& out) {
+  const auto os_error = [] { return std::error_code(errno, std::generic_category()).message(); };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return os_error();
+  }
+  std::string why;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    why = os_error();
+  } else if (S_ISDIR(st.st_mode)) {
+    why = std::error_code(EISDIR, std::generic_category()).message();
+  }
+  std::array<char, 16384> buf{};
+  while (why.empty()) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n > 0) {
+      out.append(buf.data(), static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      why = os_error();
+    }
+  }
+  ::close(fd);
+  return why;
+}
 
 unsigned available_cores() noexcept {
   cpu_set_t set;
@@ -38,20 +74,35 @@ std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generat
   }
   std::vector<auth::credential> users = s.users;
   if (!s.users_file.empty()) {
-    std::ifstream in(s.users_file, std::ios::binary);
-    if (!in) {
-      throw std::invalid_argument("users file '" + s.users_file + "': cannot be read");
+    std::string text;
+    if (const auto why = read_whole_file(s.users_file, text); !why.empty()) {
+      throw std::invalid_argument("users file '" + s.users_file + "': cannot be read (" + why + ")");
     }
-    std::stringstream text;
-    text << in.rdbuf();
     std::vector<std::string> errors;
-    auto from_file = auth::parse_users_file(text.str(), errors);
+    auto from_file = auth::parse_users_file(text, errors);
     if (!errors.empty()) {
       std::string all;
       for (const auto& e : errors) {
         all += "\n  " + s.users_file + ":" + e;
       }
       throw std::invalid_argument("users file has errors:" + all);
+    }
+    // Configuring a users file is how the operator asks for authentication;
+    // one that names nobody would silently turn the proxy into an open one.
+    // It is nearly always a mistake or a file caught mid-rewrite (`: > users`
+    // then appending, a slow `cat new > users`), so it is refused like any
+    // other bad file: at start-up the proxy does not start, on reload the
+    // users already loaded keep serving. An open proxy is asked for by
+    // removing users_file. With users from `users:`/--user authentication
+    // stays on, and emptying the file is how its last user is revoked.
+    if (from_file.empty()) {
+      if (users.empty()) {
+        throw std::invalid_argument("users file '" + s.users_file +
+                                    "' names no user: refusing to run without authentication (remove "
+                                    "users_file from the configuration to run an open proxy)");
+      }
+      snap->warnings.push_back("users file '" + s.users_file + "' names no user; only the " +
+                               std::to_string(users.size()) + " user(s) from `users` or --user can log in");
     }
     users.insert(users.end(), from_file.begin(), from_file.end());
   }
@@ -82,18 +133,20 @@ std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generat
                                   "' matches countries but no GeoIP database is configured");
     }
   }
-  snap->acl = policy::acl(s.acl, snap->geoip);
+  policy::acl_settings acl = s.acl;
+  if (acl.builtin.local) {
+    acl.local_addresses = policy::host_addresses();  // read again at every reload
+  }
+  snap->acl = policy::acl(std::move(acl), snap->geoip);
 
   std::vector<routing::member_spec> members = s.proxy_pool.members;
   if (!s.proxy_pool.source.empty()) {
-    std::ifstream in(s.proxy_pool.source, std::ios::binary);
-    if (!in) {
-      throw std::invalid_argument("proxy_pool.source '" + s.proxy_pool.source + "': cannot be read");
+    std::string text;
+    if (const auto why = read_whole_file(s.proxy_pool.source, text); !why.empty()) {
+      throw std::invalid_argument("proxy_pool.source '" + s.proxy_pool.source + "': cannot be read (" + why + ")");
     }
-    std::stringstream text;
-    text << in.rdbuf();
     std::vector<std::string> errors;
-    auto from_file = routing::parse_pool_source(text.str(), errors);
+    auto from_file = routing::parse_pool_source(text, errors);
     for (const auto& e : errors) {
       snap->warnings.push_back("proxy_pool.source " + s.proxy_pool.source + ":" + e + " (skipped)");
     }

@@ -123,8 +123,14 @@ struct snapshot {
 
 /// Builds a snapshot: reads the users file and the GeoIP database, compiles
 /// the ACL. Throws std::invalid_argument with a message naming the setting
-/// and what is wrong (start-up/reload only; never on an event loop).
+/// and what is wrong (start-up/reload only; never on an event loop) — among
+/// others when the users file cannot be read, is a directory, or names no
+/// user while no other user is configured (it must never turn auth off).
 std::shared_ptr<const snapshot> compile(const settings& s, std::uint64_t generation);
+
+/// Reads all of `path` into `out`: "" on success, else why not (the OS's
+/// words; a directory is an error, where std::ifstream reads it as empty).
+std::string read_whole_file(const std::string& path, std::string& out);
 
 /// Number of cores this process may run on (sched_getaffinity), at least 1.
 unsigned available_cores() noexcept;

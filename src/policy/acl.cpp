@@ -1,7 +1,12 @@
 #include "policy/acl.hpp"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 namespace cs::policy {
 
@@ -41,6 +46,30 @@ std::string domain_pattern::to_string() const {
   return name;
 }
 
+std::vector<core::ip::address> host_addresses() {
+  std::vector<core::ip::address> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) {
+    return out;
+  }
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) {
+      continue;
+    }
+    if (i->ifa_addr->sa_family == AF_INET) {
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+      out.emplace_back(core::ip::address_v4(ntohl(sin->sin_addr.s_addr)));
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+      core::ip::address_v6::bytes_type bytes;
+      std::memcpy(bytes.data(), sin6->sin6_addr.s6_addr, bytes.size());
+      out.emplace_back(core::unmap(core::ip::address_v6(bytes)));
+    }
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
 namespace {
 
 cidr must_parse(std::string_view text) {
@@ -74,7 +103,8 @@ bool specific_enough(const rule* allowed_by, const core::ip::address& a, const c
 std::span<const std::string_view> acl::builtin_names() noexcept {
   static constexpr std::string_view names[] = {
       "builtin:metadata", "builtin:loopback",  "builtin:private",   "builtin:link_local", "builtin:cgnat",
-      "builtin:unique_local", "builtin:unspecified", "builtin:multicast", "builtin:reserved", "builtin:smtp"};
+      "builtin:unique_local", "builtin:unspecified", "builtin:multicast", "builtin:reserved", "builtin:smtp",
+      "builtin:local"};
   return names;
 }
 
@@ -115,10 +145,12 @@ acl::acl(acl_settings settings, std::shared_ptr<const geoip> geo)
 
   // Most specific first: metadata addresses sit inside link-local and CGNAT.
   const auto& b = settings_.builtin;
-  auto add = [this](bool on, std::initializer_list<std::string_view> ranges, std::string_view category) {
-    if (on) {
-      for (auto r : ranges) {
-        builtin_.push_back({must_parse(r), category});
+  std::vector<cidr> special;  // every range below, on or off
+  auto add = [this, &special](bool on, std::initializer_list<std::string_view> ranges, std::string_view category) {
+    for (auto r : ranges) {
+      special.push_back(must_parse(r));
+      if (on) {
+        builtin_.push_back({special.back(), category});
       }
     }
   };
@@ -131,6 +163,20 @@ acl::acl(acl_settings settings, std::shared_ptr<const geoip> geo)
   add(b.unspecified, {"0.0.0.0/8", "::/128"}, "builtin:unspecified");
   add(b.multicast, {"224.0.0.0/4", "ff00::/8"}, "builtin:multicast");
   add(b.reserved, {"240.0.0.0/4"}, "builtin:reserved");
+  // Last: an own address inside a range above stays that range's business,
+  // whether its block is on or off (lifting "10.0.0.0/8", or turning the
+  // loopback block off, keeps working on this host).
+  if (b.local) {
+    for (const auto& raw : settings_.local_addresses) {
+      const auto a = core::unmap(raw);
+      const auto covers = [&](const cidr& c) { return c.contains(a); };
+      const auto listed = [&](const builtin_range& r) { return r.range.contains(a); };
+      if (std::none_of(special.begin(), special.end(), covers) &&
+          std::none_of(builtin_.begin(), builtin_.end(), listed)) {
+        builtin_.push_back({cidr{a, static_cast<std::uint8_t>(a.is_v4() ? 32 : 128)}, "builtin:local"});
+      }
+    }
+  }
   if (b.metadata) {
     metadata_hosts_.assign(std::begin(metadata_names), std::end(metadata_names));
   }

@@ -94,13 +94,24 @@ struct builtin_blocks {
   bool reserved = true;       ///< 240.0.0.0/4 including 255.255.255.255
   bool metadata = true;       ///< 169.254.169.254, fd00:ec2::254, 100.100.100.200 and metadata hostnames
   bool smtp = true;           ///< destination port 25
+  /// This host's own addresses that no other enabled block covers (a public
+  /// address on an interface): local services bound to every address are
+  /// reachable through them, loopback block or not.
+  bool local = true;
 };
 
 struct acl_settings {
   std::vector<rule> rules;
   action default_action = action::allow;
   builtin_blocks builtin;
+  /// This host's addresses for builtin_blocks::local, as host_addresses()
+  /// read them when the configuration was loaded.
+  std::vector<core::ip::address> local_addresses;
 };
+
+/// The addresses of this host's interfaces (getifaddrs), IPv4-mapped ones
+/// unmapped; empty if they cannot be read.
+std::vector<core::ip::address> host_addresses();
 
 /// What a rule can look at.
 struct request_view {

@@ -155,7 +155,17 @@ def test_check_config_unreadable_file(tmp_path):
     path = tmp_path / "absent.yaml"
     code, _, err = check(path)
     assert code == 2
-    assert err.splitlines() == [f"{path}: cannot be read", "cleversocks: 1 error(s) in the configuration"]
+    assert err.splitlines() == [f"{path}: cannot be read (No such file or directory)",
+                                "cleversocks: 1 error(s) in the configuration"]
+
+
+def test_check_config_refuses_a_directory(tmp_path):
+    """std::ifstream reads a directory as an empty file, i.e. the defaults:
+    with users that were configured in the file, that is an open proxy."""
+    code, _, err = check(tmp_path)
+    assert code == 2
+    assert err.splitlines() == [f"{tmp_path}: cannot be read (Is a directory)",
+                                "cleversocks: 1 error(s) in the configuration"]
 
 
 def test_proxy_refuses_to_start_on_a_bad_file(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import socket
 import threading
 
@@ -250,6 +251,98 @@ def test_broken_users_file_is_refused(ops, tmp_path):
         assert p.admin.generation() == 1
         with tunnel(p.addr, target.port, user="alice", password="wonderland") as s:
             sc.echo_roundtrip(s, b"x")
+
+
+def assert_auth_required(p) -> None:
+    """A client offering only NO AUTH is turned away (05 FF)."""
+    with sc.connect(p.addr) as s:
+        s.sendall(sc.greeting(sc.NO_AUTH))
+        assert sc.read_method(s) == b"\x05\xff", "the proxy serves clients without authentication"
+
+
+def reloads(p) -> dict[str, str]:
+    lines = p.admin.metrics_text().splitlines()
+    return {r: next((line.split()[-1] for line in lines
+                     if line.startswith(f'cleversocks_config_reloads_total{{result="{r}"}} ')), "missing")
+            for r in ("success", "failure")}
+
+
+@pytest.mark.parametrize("emptied", ["", "# alice left\n\n"], ids=["truncated", "comments-only"])
+def test_emptied_users_file_is_refused(ops, tmp_path, emptied):
+    """A users file rewritten in place is empty for a moment (`: > users`
+    then appending, a slow `cat new > users`). Reloading it as "no users"
+    would serve everyone without authentication: the reload is refused and
+    the users already loaded keep serving."""
+    users = tmp_path / "users.txt"
+    users.write_text("alice:wonderland\n")
+    with EchoServer() as target:
+        p = ops({"users_file": str(users)})
+        start = p.mark()
+        with open(users, "w") as f:  # truncated in place, closed: IN_CLOSE_WRITE
+            f.write(emptied)
+        gen, at = p.wait_refused("file change", start)
+        assert gen == 1
+        p.log.wait_for(re.escape(f"users file '{users}' names no user: refusing to run without authentication"),
+                       5, at)
+        assert p.admin.generation() == 1
+        assert reloads(p) == {"success": "0", "failure": "1"}
+        assert_auth_required(p)
+        with tunnel(p.addr, target.port, user="alice", password="wonderland") as s:
+            sc.echo_roundtrip(s, b"x")
+        # the writer finishes: the file is what was loaded, nothing to reload
+        with open(users, "a") as f:
+            f.write("alice:wonderland\n")
+        assert_auth_required(p)
+        # and later changes are taken as usual
+        start = p.mark()
+        write_atomic(users, "alice:wonderland\nbob:builder\n")
+        assert p.wait_reloaded("file change", start) == 2
+        assert sec.login(p.addr, "bob", "builder") == b"\x01\x00"
+        assert_auth_required(p)
+
+
+def test_users_file_pointed_at_a_directory_is_refused(ops, tmp_path):
+    """open(2) succeeds on a directory and reads nothing; it must not load
+    as an empty users file (0 users: no authentication)."""
+    users = tmp_path / "users.txt"
+    users.write_text("alice:wonderland\n")
+    users_dir = tmp_path / "users.d"
+    users_dir.mkdir()
+    with EchoServer() as target:
+        p = ops({"users_file": str(users)})
+        expected = re.escape(f"users file '{users_dir}': cannot be read (Is a directory)")
+        start = p.mark()
+        p.write({"users_file": str(users_dir)})
+        gen, at = p.wait_refused("file change", start)
+        assert gen == 1
+        p.log.wait_for(expected, 5, at)
+        start = p.mark()
+        p.sighup()
+        gen, at = p.wait_refused("SIGHUP", start)
+        assert gen == 1
+        p.log.wait_for(expected, 5, at)
+        assert p.admin.generation() == 1
+        assert reloads(p) == {"success": "0", "failure": "2"}
+        assert_auth_required(p)
+        with tunnel(p.addr, target.port, user="alice", password="wonderland") as s:
+            sc.echo_roundtrip(s, b"x")
+
+
+def test_emptied_users_file_next_to_inline_users_revokes_its_users(ops, tmp_path):
+    """With users in the configuration file authentication stays on, so an
+    empty users file is taken (with a warning): that is how its last user is
+    removed."""
+    users = tmp_path / "users.txt"
+    users.write_text("alice:wonderland\n")
+    p = ops({"users": [{"name": "dave", "password": "dave-pw"}], "users_file": str(users)})
+    assert sec.login(p.addr, "alice", "wonderland") == b"\x01\x00"
+    start = p.mark()
+    write_atomic(users, "")
+    assert p.wait_reloaded("file change", start) == 2
+    p.log.wait_for(re.escape(f"users file '{users}' names no user; only the 1 user(s)"), 5, start)
+    assert sec.login(p.addr, "alice", "wonderland")[1] != 0x00
+    assert sec.login(p.addr, "dave", "dave-pw") == b"\x01\x00"
+    assert_auth_required(p)
 
 
 def test_kubernetes_configmap_symlink_swap(ops, tmp_path):

@@ -141,6 +141,42 @@ def test_allow_by_name_does_not_lift(lab, bare_proxy):
         assert rep == sc.REP_SUCCEEDED, rec
 
 
+def test_own_public_address_is_blocked_until_named(netns, bare_proxy):
+    """A public address on one of the proxy host's interfaces reaches every
+    service bound to all addresses (an admin API, a database), loopback block
+    or not: builtin:local refuses it, an allow rule naming the address lifts
+    it, and an address that appears later is refused from the next reload."""
+    import signal
+
+    from support.ops import RELOADED_RE
+
+    def add_address(addr):
+        r = subprocess.run(["ip", "-n", netns.name, "addr", "add", f"{addr}/32", "dev", "lo"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+
+    add_address("198.51.100.10")
+    target = listen_in(netns, "0.0.0.0")  # a service bound to every address
+    port = target.getsockname()[1]
+    with target:
+        p = start_in(netns, bare_proxy)
+        rep, rec = rep_in(netns, p, "198.51.100.10", port)
+        assert rep == sc.REP_NOT_ALLOWED and rec["rule"] == "builtin:local", rec
+        wide = start_in(netns, bare_proxy, "--allow", "198.51.100.0/24")
+        rep, rec = rep_in(netns, wide, "198.51.100.10", port)
+        assert rep == sc.REP_NOT_ALLOWED and rec["rule"] == "builtin:local", rec
+        named = start_in(netns, bare_proxy, "--allow", "198.51.100.10")
+        assert rep_in(netns, named, "198.51.100.10", port)[0] == sc.REP_SUCCEEDED
+
+        add_address("198.51.100.11")
+        assert rep_in(netns, p, "198.51.100.11", port)[0] == sc.REP_SUCCEEDED, "not read before a reload"
+        start = len(p.log.snapshot())
+        p.proc.send_signal(signal.SIGHUP)
+        p.log.wait_for(RELOADED_RE, 10.0, start)
+        rep, rec = rep_in(netns, p, "198.51.100.11", port)
+        assert rep == sc.REP_NOT_ALLOWED and rec["rule"] == "builtin:local", rec
+
+
 # ---- loopback on the host -------------------------------------------------------------
 
 def test_loopback_lift_is_exact(bare_proxy, echo_server, echo_server6):

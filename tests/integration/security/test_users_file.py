@@ -1,6 +1,7 @@
 """`cleversocks passwd` and --users-file: argon2id hashes and plain
 passwords side by side, wrong passwords and unknown users refused, and file
-errors stopping start-up with FILE:LINE."""
+errors stopping start-up with FILE:LINE; a users file that is a directory
+or names no user never turns authentication off."""
 
 from __future__ import annotations
 
@@ -146,6 +147,37 @@ def test_users_file_missing(bare_proxy, tmp_path):
     path = tmp_path / "does-not-exist"
     err = start_fails(bare_proxy, "--users-file", str(path))
     assert str(path) in err, err
+
+
+def test_users_file_that_is_a_directory_stops_start_up(bare_proxy, tmp_path):
+    """open(2) succeeds on a directory and reads nothing: it must not load as
+    an empty users file (no users: no authentication)."""
+    path = tmp_path / "users.d"
+    path.mkdir()
+    err = start_fails(bare_proxy, "--users-file", str(path))
+    assert f"users file '{path}': cannot be read (Is a directory)" in err, err
+
+
+@pytest.mark.parametrize("text", ["", "# nobody yet\n\n"], ids=["empty", "comments-only"])
+def test_users_file_naming_no_user_stops_start_up(bare_proxy, tmp_path, text):
+    """A users file asks for authentication; one that names nobody would run
+    an open proxy instead, which is almost certainly a mistake."""
+    path = write_users(tmp_path, text)
+    err = start_fails(bare_proxy, "--users-file", str(path))
+    assert f"users file '{path}' names no user: refusing to run without authentication" in err, err
+
+
+def test_empty_users_file_with_other_users_warns(bare_proxy, tmp_path):
+    """Users given elsewhere keep authentication on: an empty users file is
+    taken, with a warning."""
+    path = write_users(tmp_path, "")
+    p = bare_proxy("--users-file", str(path), "--user", "dave:dave-pw", *LOOPBACK)
+    assert any("warn" in line and f"users file '{path}' names no user" in line for line in p.log.snapshot()), \
+        p.log.text()
+    assert sec.login(p.addr, "dave", "dave-pw") == OK
+    with sc.connect(p.addr) as s:
+        s.sendall(sc.greeting(sc.NO_AUTH))
+        assert sc.read_method(s) == b"\x05\xff"
 
 
 def test_users_file_malformed_hash_is_an_error(bare_proxy, tmp_path, hashes):

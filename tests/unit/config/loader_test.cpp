@@ -178,6 +178,7 @@ const std::map<std::string, key_value>& non_default_values() {
       {"acl.builtin_blocks.reserved", {"false", ""}},
       {"acl.builtin_blocks.metadata", {"false", ""}},
       {"acl.builtin_blocks.smtp", {"false", ""}},
+      {"acl.builtin_blocks.local", {"false", ""}},
       {"geoip.database", {"/var/lib/GeoIP/GeoLite2-Country.mmdb", ""}},
       {"limits.max_sessions", {"1000", ""}},
       {"limits.max_sessions_per_ip", {"20", ""}},
@@ -773,7 +774,11 @@ TEST(Diagnostics, UnreadableFile) {
   settings s;
   std::vector<diagnostic> errs;
   cfg::apply_yaml_file("/nonexistent/cleversocks.yaml", s, errs);
-  EXPECT_EQ(texts(errs), std::vector<std::string>{"/nonexistent/cleversocks.yaml: cannot be read"});
+  EXPECT_EQ(texts(errs),
+            std::vector<std::string>{"/nonexistent/cleversocks.yaml: cannot be read (No such file or directory)"});
+  errs.clear();
+  cfg::apply_yaml_file("/", s, errs);  // read as an empty file (the defaults) by std::ifstream
+  EXPECT_EQ(texts(errs), std::vector<std::string>{"/: cannot be read (Is a directory)"});
 }
 
 TEST(Diagnostics, EmptyFileIsTheDefaults) {

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -236,6 +237,49 @@ TEST(AclBuiltin, OffSwitchesTurnCategoriesOff) {
   EXPECT_TRUE(b.evaluate(to_ip("10.0.0.1")).allowed());
   EXPECT_DECISION(b, to_ip("127.0.0.1"), verdict::block, "builtin:loopback");
   EXPECT_DECISION(b, to_ip("64:ff9b::127.0.0.1"), verdict::block, "builtin:loopback");
+}
+
+// This host's own addresses: a public one on an interface reaches every
+// local service bound to all addresses, as 127.0.0.1 would.
+TEST(AclBuiltin, LocalAddressesOfThisHost) {
+  const auto with_local = [](std::vector<rule> rules, bool on = true) {
+    acl_settings s;
+    s.rules = std::move(rules);
+    s.builtin.local = on;
+    for (const char* a : {"198.51.100.10", "2001:db8:5::10", "127.0.0.1", "10.0.0.5", "fe80::1", "::ffff:203.0.113.7"}) {
+      s.local_addresses.push_back(core::ip::make_address(a));
+    }
+    return acl(std::move(s));
+  };
+  const auto a = with_local({});
+  EXPECT_DECISION(a, to_ip("198.51.100.10"), verdict::block, "builtin:local");
+  EXPECT_DECISION(a, to_ip("::ffff:198.51.100.10"), verdict::block, "builtin:local");
+  EXPECT_DECISION(a, to_ip("64:ff9b::198.51.100.10"), verdict::block, "builtin:local");  // through NAT64
+  EXPECT_DECISION(a, to_ip("2001:db8:5::10"), verdict::block, "builtin:local");
+  EXPECT_DECISION(a, to_ip("203.0.113.7"), verdict::block, "builtin:local");  // the host reported it IPv4-mapped
+  EXPECT_TRUE(a.evaluate(to_ip("198.51.100.11")).allowed()) << "a neighbour is not this host";
+  // An own address inside another block stays that block's business.
+  EXPECT_DECISION(a, to_ip("127.0.0.1"), verdict::block, "builtin:loopback");
+  EXPECT_DECISION(a, to_ip("10.0.0.5"), verdict::block, "builtin:private");
+  EXPECT_TRUE(with_local({allow("10.0.0.0/8")}).evaluate(to_ip("10.0.0.5")).allowed());
+  // Lifted like the others: by an allow rule naming the address itself.
+  EXPECT_TRUE(with_local({allow("198.51.100.10")}).evaluate(to_ip("198.51.100.10")).allowed());
+  EXPECT_DECISION(with_local({allow("198.51.100.0/24")}), to_ip("198.51.100.10"), verdict::block, "builtin:local");
+  EXPECT_DECISION(with_local({allow("*")}), to_ip("198.51.100.10"), verdict::block, "builtin:local");
+  EXPECT_TRUE(with_local({}, false).evaluate(to_ip("198.51.100.10")).allowed()) << "switched off";
+  // Turning another block off does not bring its range back as "local".
+  acl_settings loopback_off;
+  loopback_off.builtin.loopback = false;
+  loopback_off.builtin.private_ranges = false;
+  loopback_off.local_addresses = {core::ip::make_address("127.0.0.1"), core::ip::make_address("10.0.0.5")};
+  const acl off(std::move(loopback_off));
+  EXPECT_TRUE(off.evaluate(to_ip("127.0.0.1")).allowed());
+  EXPECT_TRUE(off.evaluate(to_ip("10.0.0.5")).allowed());
+}
+
+TEST(AclBuiltin, HostAddressesIncludeLoopback) {
+  const auto mine = host_addresses();
+  EXPECT_NE(std::find(mine.begin(), mine.end(), core::ip::make_address("127.0.0.1")), mine.end());
 }
 
 // ---- lifting a built-in block -------------------------------------------------------
