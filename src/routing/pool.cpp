@@ -105,6 +105,12 @@ void member_state::on_success(std::chrono::microseconds latency) noexcept {
   } while (!latency_us_.compare_exchange_weak(old, next));
 }
 
+void member_state::abandon_trial() noexcept {
+  if (state() == breaker_state::half_open) {
+    trial_taken_.store(false);
+  }
+}
+
 void member_state::on_failure(steady::time_point now, const breaker_settings& b) noexcept {
   failures_.inc();
   const int n = consecutive_.fetch_add(1) + 1;

@@ -75,6 +75,9 @@ class member_state {
 
   void on_success(std::chrono::microseconds latency) noexcept;
   void on_failure(steady::time_point now, const breaker_settings& b) noexcept;
+  /// A try admitted by admits() ended with no verdict (the session was
+  /// cancelled): a half-open member's single trial is free again.
+  void abandon_trial() noexcept;
 
   // Session accounting (least-connections, metrics).
   void session_started() noexcept { active_.fetch_add(1); sessions_.inc(); }

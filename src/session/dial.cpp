@@ -4,6 +4,14 @@
 #include "upstream/chain.hpp"
 #include "upstream/direct.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+
 namespace cs::session {
 
 namespace asio = boost::asio;
@@ -11,6 +19,31 @@ using tcp = asio::ip::tcp;
 using clock = std::chrono::steady_clock;
 
 namespace {
+
+// Completes when the timer expires or is cancelled; never throws.
+asio::awaitable<void> expiry(asio::steady_timer& timer) {
+  auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  (void)ec;
+}
+
+// One pool member's try, within `share` of the connect deadline. A member
+// that does not answer in time (its SYNs dropped, a stalled handshake) is
+// its own failure (timed_out, hop_failed); when the session's deadline or a
+// shutdown cancels the try first, ec is operation_aborted.
+asio::awaitable<upstream::chain_result> try_member(const upstream::proxy_url& hop, const core::target_address& target,
+                                                   const dial_request& req, clock::duration share) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer wait(co_await asio::this_coro::executor);
+  wait.expires_after(share);
+  auto r = co_await (upstream::dial_chain(std::span(&hop, 1), target, req.svc->dns, req.route->egress) ||
+                     expiry(wait));
+  if (r.index() == 0) {
+    co_return std::move(std::get<0>(r));
+  }
+  const bool expired = clock::now() >= wait.expiry();
+  co_return upstream::chain_result{expired ? asio::error::timed_out : asio::error::operation_aborted,
+                                   tcp::socket(req.svc->dns.get_executor()), {}, expired, {}};
+}
 
 asio::awaitable<dial_outcome> direct(const dial_request& req, const core::target_address& target) {
   dial_outcome out{{}, tcp::socket(req.svc->dns.get_executor()), {}, {}, nullptr, {}};
@@ -87,13 +120,18 @@ asio::awaitable<dial_outcome> dial(const dial_request& req) {
   if (p == nullptr) {
     co_return out;
   }
-  for (const auto& member : p->candidates(req.pick)) {
+  // Each member gets its share of the connect deadline (which still bounds
+  // the whole): one that never answers must not use all of it up.
+  const auto members = p->candidates(req.pick);
+  const auto share = std::chrono::duration_cast<clock::duration>(req.snap->source.timeouts.connect) /
+                     static_cast<int>(std::max<std::size_t>(members.size(), 1));
+  for (const auto& member : members) {
     if (!member->admits(clock::now())) {
       continue;  // someone else took its half-open trial
     }
     const auto started = clock::now();
     const upstream::proxy_url hop = member->url();
-    auto c = co_await upstream::dial_chain(std::span(&hop, 1), target, req.svc->dns, route.egress);
+    auto c = co_await try_member(hop, target, req, share);
     if (!c.ec) {
       member->on_success(std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started));
       member->session_started();
@@ -105,6 +143,7 @@ asio::awaitable<dial_outcome> dial(const dial_request& req) {
       co_return out;
     }
     if (c.ec == asio::error::operation_aborted) {
+      member->abandon_trial();  // a half-open member's trial did not happen: the next session may take it
       out.ec = c.ec;
       co_return out;
     }

@@ -329,6 +329,53 @@ def test_retries_are_bounded_by_max_tries(routed, echo_server):
         good_proxy.finish()
 
 
+def test_a_member_that_drops_syns_gets_only_its_share_of_the_deadline(routed, echo_server):
+    """A member that never answers (its listen queue is full, so Linux drops
+    the SYNs) used to take the whole connect deadline: the session failed
+    though the next member was fine, and its breaker never counted it. Now
+    each candidate gets connect / candidates, and a silent one is a failure."""
+    import socket
+    import time
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    try:
+        for _ in range(3):  # the first fills the queue, later SYNs are dropped
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(hole.getsockname())
+            fillers.append(f)
+        probe = socket.socket()
+        probe.settimeout(0.3)
+        with pytest.raises(OSError):  # the hole really holds: no SYN-ACK
+            probe.connect(hole.getsockname())
+        probe.close()
+        good = Proxy([])
+        try:
+            members = [f"socks5://127.0.0.1:{hole.getsockname()[1]}", rt.socks5_url(good)]
+            a, admin = pool_front(routed, members, timeouts={"connect": "2s"},
+                                  pool={"max_tries": 2, "eject_after": 1, "eject_base": "1m"})
+            t0 = time.monotonic()
+            # Round-robin starts at the hole: 1 s there, then the good member.
+            assert rt.quick_session(a.addr, "127.0.0.1", echo_server.port) == sc.REP_SUCCEEDED
+            took = time.monotonic() - t0
+            assert took < 1.9, f"the silent member took {took:.2f}s of a 2 s deadline"
+            by = rt.members(admin)
+            assert by[members[0]]["failures"] >= 1 and by[members[0]]["state"] == "open", by[members[0]]
+            # Ejected: the next sessions do not wait for it.
+            for _ in range(3):
+                assert rt.quick_session(a.addr, "127.0.0.1", echo_server.port) == sc.REP_SUCCEEDED
+            assert rt.members(admin)[members[1]]["sessions"] == 4
+        finally:
+            good.finish()
+    finally:
+        for f in fillers:
+            f.close()
+        hole.close()
+
+
 def test_socks5_health_probe(routed, make_proxy, echo_server):
     """kind: socks5 probes a SOCKS5 handshake and CONNECT to the target: an
     upstream that accepts TCP but does not speak SOCKS5 is ejected; a plain
