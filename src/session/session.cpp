@@ -1017,6 +1017,7 @@ tunnel_set::~tunnel_set() {
 }
 
 void tunnel_set::cancel_all() noexcept {
+  cancelled_ = true;
   for (auto& t : tunnels_) {
     t.cancel();  // completions are posted: no tunnel leaves the list during this loop
   }

@@ -68,10 +68,18 @@ class tunnel_set {
   tunnel_set(const tunnel_set&) = delete;
   tunnel_set& operator=(const tunnel_set&) = delete;
 
+  /// Cancels every tunnel, and from now on every tunnel added: a session
+  /// whose last operation completed just before a forced shutdown cancelled
+  /// it misses that cancellation and may become a tunnel afterwards.
   void cancel_all() noexcept;
 
   // For tunnels: register a new one; report that one was freed.
-  void add(tunnel_link& t) noexcept { tunnels_.push_back(t); }
+  void add(tunnel_link& t) noexcept {
+    tunnels_.push_back(t);
+    if (cancelled_) {
+      t.cancel();
+    }
+  }
   void ended() {
     if (on_ended_) {
       on_ended_();
@@ -81,6 +89,7 @@ class tunnel_set {
  private:
   boost::intrusive::list<tunnel_link, boost::intrusive::constant_time_size<false>> tunnels_;
   std::function<void()> on_ended_;
+  bool cancelled_ = false;
 };
 
 /// One session's cancellation and phase deadline (loop thread only). Owned

@@ -109,6 +109,26 @@ class WorkerTest : public ::testing::TestWithParam<std::chrono::microseconds> {
 // The accept loop skips the per-socket setsockopt only because the kernel
 // copies the listener's TCP_NODELAY to every accepted socket; a kernel that
 // did not would leave sessions with Nagle's algorithm on. Checked here.
+// A session whose last operation completed just before a forced shutdown
+// misses that cancellation; if it then becomes a tunnel, joining the set
+// cancels it, or the drain would wait for its idle timeout.
+TEST(TunnelSet, TunnelsAddedAfterCancelAllAreCancelled) {
+  struct fake final : cs::session::tunnel_link {
+    int cancels = 0;
+    void cancel() noexcept override { ++cancels; }
+  };
+  cs::session::tunnel_set set(nullptr);
+  fake before;
+  fake after;
+  set.add(before);
+  EXPECT_EQ(before.cancels, 0);
+  set.cancel_all();
+  EXPECT_EQ(before.cancels, 1);
+  set.add(after);
+  EXPECT_EQ(after.cancels, 1);
+  EXPECT_EQ(before.cancels, 1);
+}
+
 TEST(ListenerNoDelay, AcceptedSocketsInheritItFromTheListener) {
   asio::io_context io;
   for (const auto& addr : {asio::ip::address(asio::ip::address_v4::loopback()),
