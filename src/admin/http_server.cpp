@@ -9,7 +9,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <list>
+#include <memory>
 
 namespace cs::admin {
 
@@ -40,11 +43,46 @@ struct http_server::impl {
     acceptor.listen(64);
   }
 
+  // One admitted connection, for as long as serve() runs it.
+  struct connection {
+    beast::tcp_stream* stream = nullptr;
+    bool waiting = false;  ///< in a read for its next request (it may have sent part of it)
+    std::chrono::steady_clock::time_point waiting_since{};
+    bool evicted = false;
+  };
+
   asio::io_context& ctx;
   tcp::acceptor acceptor;
   std::vector<route> routes;
-  std::size_t connections = 0;
+  // Shared with each serve() frame, which may be destroyed after this (with
+  // the io_context) and unlists itself then.
+  std::shared_ptr<std::list<connection>> connections = std::make_shared<std::list<connection>>();
   bool stopped = false;
+
+  std::size_t admitted() const {
+    return static_cast<std::size_t>(
+        std::count_if(connections->begin(), connections->end(), [](const connection& c) { return !c.evicted; }));
+  }
+
+  // At the limit, the connection that has waited longest for its next
+  // request makes room: 64 idle keep-alive connections (a client that polls
+  // /health on each every few seconds), or as many trickling a request in,
+  // must not lock out the next scrape or probe. False when every connection
+  // is writing a response.
+  bool evict_longest_waiting() {
+    connection* oldest = nullptr;
+    for (auto& c : *connections) {
+      if (!c.evicted && c.waiting && (oldest == nullptr || c.waiting_since < oldest->waiting_since)) {
+        oldest = &c;
+      }
+    }
+    if (oldest == nullptr) {
+      return false;
+    }
+    oldest->evicted = true;
+    oldest->stream->cancel();  // its read ends with operation_aborted; serve() closes it
+    return true;
+  }
 
   response dispatch(const request& r) const {
     bool path_known = false;
@@ -73,22 +111,32 @@ struct http_server::impl {
       if (ec) {
         continue;
       }
-      if (connections >= max_connections) {
+      if (admitted() >= max_connections && !evict_longest_waiting()) {
         continue;  // sock closes on destruction
       }
-      ++connections;
-      asio::co_spawn(ctx, serve(beast::tcp_stream(std::move(sock))), [this](std::exception_ptr) { --connections; });
+      asio::co_spawn(ctx, serve(beast::tcp_stream(std::move(sock))), asio::detached);
     }
   }
 
   asio::awaitable<void> serve(beast::tcp_stream stream) {
+    const auto list = connections;
+    list->push_back({&stream, false, {}, false});
+    const auto self = std::prev(list->end());
+    struct unlist {
+      std::shared_ptr<std::list<connection>> from;
+      std::list<connection>::iterator it;
+      ~unlist() { from->erase(it); }
+    } const guard{list, self};
     beast::flat_buffer buffer;
-    for (int n = 0; n < max_requests_per_connection && !stopped; ++n) {
+    for (int n = 0; n < max_requests_per_connection && !stopped && !self->evicted; ++n) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(8 * 1024);
       parser.body_limit(64 * 1024);
       stream.expires_after(std::chrono::seconds(10));
+      self->waiting = buffer.size() == 0;  // pipelined bytes already read: a request is under way
+      self->waiting_since = std::chrono::steady_clock::now();
       auto [ec, bytes] = co_await http::async_read(stream, buffer, parser, nothrow);
+      self->waiting = false;
       if (ec) {
         if (ec != http::error::end_of_stream && ec != asio::error::operation_aborted &&
             ec != beast::error::timeout) {

@@ -216,3 +216,32 @@ def ops_shared(tmp_path_factory):
         yield OpsProxy(p, path, AdminClient(admin_endpoint(p)))
     finally:
         p.finish()
+
+
+def test_idle_keep_alive_connections_do_not_lock_out_the_next_client(ops):
+    """64 keep-alive connections that each made a request and now wait (a
+    client polling /health on each) fill the admin API's 64 slots: the next
+    scrape is still answered, and the one that waited longest is closed."""
+    p = ops()
+    idle = []
+    try:
+        for _ in range(64):
+            s = socket.create_connection(p.admin.endpoint.sockaddr, timeout=10)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            for _ in range(100):
+                if data.endswith(b"ok\n"):
+                    break
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200 OK"), data[:100]
+            idle.append(s)
+        assert p.admin.get("/health").status == 200
+        idle[0].settimeout(5)
+        assert idle[0].recv(1) == b"", "the longest-waiting idle connection was not the one closed"
+        idle[-1].sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle[-1].recv(4096).startswith(b"HTTP/1.1 200 OK"), "a recent one was closed instead"
+    finally:
+        for s in idle:
+            s.close()
