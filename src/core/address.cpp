@@ -11,7 +11,7 @@ namespace {
 // inet_ntop, which formats with sprintf: ~2,000 instructions a call under
 // callgrind, and a session formats its client, target and dialled address.
 std::string v4_to_string(const ip::address_v4& a, std::uint16_t port) {
-  std::array<char, 21> buf{};  // "255.255.255.255:65535"
+  std::array<char, 32> buf{};  // "255.255.255.255:65535" is 21
   char* p = buf.data();
   char* const end = buf.data() + buf.size();
   const auto bytes = a.to_bytes();
