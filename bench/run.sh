@@ -6,7 +6,7 @@
 #                     [--servers "direct direct_across cleversocks cleversocks_busy_poll dante microsocks"]
 #                     [--cases "idle latency ..."] [--no-install]
 #                     [--micro-only | --no-micro] [--no-pin] [--no-netns]
-#                     [--halt-poll NS] [--congestion-control ALGO]
+#                     [--halt-poll NS] [--congestion-control ALGO|system]
 #        bench/run.sh --scaling "1 2 4" [--cases "sess_ipv4 thr_up_8"] [...]
 # Every flag has a BENCH_* environment twin (listed below). After the side-by-
 # side runs come the micro-benchmarks (bench/micro, Google Benchmark).
@@ -81,13 +81,16 @@ CLEVERSOCKS_AUTH_ARGS=${CLEVERSOCKS_AUTH_ARGS-"--user $AUTH_USER:$AUTH_PASS"}
 HALT_POLL=${BENCH_HALT_POLL:-}
 HALT_POLL_FILE=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 HALT_POLL_SAVED=""                        # the machine's value while --halt-poll replaces it
-# TCP congestion control in the measurement namespaces. Empty: the machine's
-# default, which a new namespace inherits; ALGO (reno, cubic, bbr, ...): that
-# algorithm for every server and the direct baseline alike (root, with the
-# namespaces). It matters on loopback: bbr paces with a high-resolution timer
-# per socket when no fq qdisc does it, and lo has none (bench/README, "TCP
-# congestion control"). The report records which one ran.
-CONGESTION=${BENCH_CONGESTION_CONTROL:-}
+# TCP congestion control in the measurement namespaces, for every server and
+# the direct baseline alike: cubic (Linux's default) unless told otherwise,
+# so that hosts whose default differs measure the same thing; "system": the
+# machine's default, which a new namespace inherits. It matters on loopback:
+# bbr paces each socket with a high-resolution timer when no fq qdisc does
+# it, and lo has none (bench/README, "TCP congestion control"). Needs root
+# and the namespaces; without them the machine's default applies. The
+# report records which one ran.
+CONGESTION=${BENCH_CONGESTION_CONTROL:-cubic}
+CONGESTION_GIVEN=${BENCH_CONGESTION_CONTROL:+1}
 CC_ALLOWED_FILE=/proc/sys/net/ipv4/tcp_allowed_congestion_control
 CC_ALLOWED_SAVED=""                       # the machine's list while ALGO is added to it
 CC_APPLIED=0                              # 1 once the namespaces get CONGESTION
@@ -109,7 +112,8 @@ while [[ $# -gt 0 ]]; do
     --micro-only) MICRO=only ;;
     --no-micro) MICRO=0 ;;
     --halt-poll) HALT_POLL=${2:?--halt-poll needs nanoseconds, e.g. 200000}; shift ;;
-    --congestion-control) CONGESTION=${2:?--congestion-control needs an algorithm, e.g. cubic}; shift ;;
+    --congestion-control)
+      CONGESTION=${2:?--congestion-control needs an algorithm (e.g. reno) or system}; CONGESTION_GIVEN=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -554,7 +558,11 @@ cpu_idle() {
 # tcp_congestion: the congestion control the measurements ran with.
 tcp_congestion() {
   if ((CC_APPLIED)); then
-    echo "$CONGESTION (set by --congestion-control)"
+    if [[ -n $CONGESTION_GIVEN ]]; then
+      echo "$CONGESTION (set by --congestion-control)"
+    else
+      echo "$CONGESTION (the bench's default in its namespaces; the machine's: $(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown))"
+    fi
   else
     echo "$(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown) (the machine's default)"
   fi
@@ -656,11 +664,22 @@ if [[ -n $HALT_POLL ]]; then
 fi
 log "CPU idle: $(cpu_idle)"
 
+[[ $CONGESTION == system ]] && CONGESTION=""
 if [[ -n $CONGESTION ]]; then
-  ((NETNS)) || die "--congestion-control sets each measurement's namespace: it needs root and the namespaces (not --no-netns)"
-  [[ $CONGESTION =~ ^[a-z0-9_]+$ ]] &&
-    grep -qw -- "$CONGESTION" /proc/sys/net/ipv4/tcp_available_congestion_control ||
-    die "--congestion-control: '$CONGESTION' is not available here ($(cat /proc/sys/net/ipv4/tcp_available_congestion_control))"
+  why=""
+  if ! ((NETNS)); then
+    why="setting it needs root and the namespaces"
+  elif ! [[ $CONGESTION =~ ^[a-z0-9_]+$ ]] ||
+    ! grep -qw -- "$CONGESTION" /proc/sys/net/ipv4/tcp_available_congestion_control; then
+    why="not available here ($(cat /proc/sys/net/ipv4/tcp_available_congestion_control))"
+  fi
+  if [[ -n $why ]]; then
+    [[ -n $CONGESTION_GIVEN ]] && die "--congestion-control $CONGESTION: $why"
+    log "TCP congestion control: not $CONGESTION ($why)"
+    CONGESTION=""
+  fi
+fi
+if [[ -n $CONGESTION ]]; then
   # A namespace other than the first may only pick an algorithm the machine
   # allows; add it for the run, restored at exit.
   if ! grep -qw -- "$CONGESTION" "$CC_ALLOWED_FILE"; then
