@@ -8,7 +8,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <utility>
 
 namespace cs::server {
 
@@ -24,6 +27,17 @@ health_checker::~health_checker() { stop(); }
 void health_checker::stop() {
   stopped_ = true;
   timer_.cancel();
+  for (auto* d : deadlines_) {
+    d->cancel();  // its probe's check is cancelled in turn, and the probe ends
+  }
+}
+
+void health_checker::when_idle(std::function<void()> done) {
+  if (in_flight_.empty()) {
+    asio::post(ctx_, std::move(done));
+  } else {
+    on_idle_ = std::move(done);
+  }
 }
 
 void health_checker::track(std::shared_ptr<const config::snapshot> snap) {
@@ -65,6 +79,7 @@ asio::awaitable<void> health_checker::probe(std::shared_ptr<routing::member_stat
   const auto started = clock::now();
   asio::steady_timer deadline(ctx_);
   deadline.expires_after(hc.timeout);
+  deadlines_.insert(&deadline);
   auto check = [&]() -> asio::awaitable<core::error_code> {
     auto d = co_await upstream::dial_direct(m->url().server, dns_, snap->source.connect, {});
     if (d.ec || hc.kind != "socks5" || hc.target.empty()) {
@@ -82,6 +97,14 @@ asio::awaitable<void> health_checker::probe(std::shared_ptr<routing::member_stat
     (void)ec;
   };
   auto v = co_await (check() || wait());
+  deadlines_.erase(&deadline);
+  in_flight_.erase(m->id());
+  if (stopped_) {  // cut short by stop(): no verdict on the member
+    if (in_flight_.empty() && on_idle_) {
+      asio::post(ctx_, std::exchange(on_idle_, nullptr));
+    }
+    co_return;
+  }
   const core::error_code ec = v.index() == 1 ? core::error_code(asio::error::timed_out) : std::get<0>(v);
   const auto* p = snap->router.get_pool();
   if (!ec) {
@@ -97,7 +120,6 @@ asio::awaitable<void> health_checker::probe(std::shared_ptr<routing::member_stat
       obs::log().warn("upstream {} failed its health check ({}): ejected", m->name(), ec.message());
     }
   }
-  in_flight_.erase(m->id());
 }
 
 }  // namespace cs::server

@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -27,7 +28,14 @@ class health_checker {
 
   /// Checks the pool of `snap` from now on (call again after a reload).
   void track(std::shared_ptr<const config::snapshot> snap);
+  /// No more rounds, and the probes under way are cut short (their results
+  /// are not recorded).
   void stop();
+  /// Runs `done` on the loop once no probe is under way (at once if none
+  /// is). The io_context must not be stopped before: a probe's frame
+  /// destroyed with the io_context while it waits in its parallel group is
+  /// never freed (the group's state and its operations own each other).
+  void when_idle(std::function<void()> done);
 
  private:
   void schedule();
@@ -40,6 +48,8 @@ class health_checker {
   boost::asio::steady_timer timer_;
   std::shared_ptr<const config::snapshot> snap_;
   std::set<std::string> in_flight_;  // member ids being probed
+  std::set<boost::asio::steady_timer*> deadlines_;  // of the probes under way
+  std::function<void()> on_idle_;
   bool stopped_ = false;
 };
 

@@ -356,15 +356,19 @@ class control_plane {
 
   void worker_drained() {
     if (++drained_ == workers_.size()) {
-      deadline_.cancel();
-      signals_.cancel();
-      if (admin_) {
-        admin_->stop();
-      }
-      for (auto& w : workers_) {
-        w->stop();
-      }
-      io_.stop();
+      // Health probes were cut short by begin_shutdown(); the loop stops
+      // once they have ended (a frame destroyed in its wait would leak).
+      health_.when_idle([this] {
+        deadline_.cancel();
+        signals_.cancel();
+        if (admin_) {
+          admin_->stop();
+        }
+        for (auto& w : workers_) {
+          w->stop();
+        }
+        io_.stop();
+      });
     }
   }
 
