@@ -8,7 +8,9 @@
 //   fixed-size digests with sodium_memcmp: neither content nor length leaks.
 // - argon2id hashes are verified with libsodium. An unknown user is checked
 //   against a dummy hash with the same cost, so "no such user" takes as long
-//   as "wrong password" (when the store holds any hashes at all).
+//   as "wrong password" (when the store holds any hashes at all). In such a
+//   store a plain-text user's check runs the dummy hash too: a fast answer
+//   would tell which names have plain-text passwords.
 //
 // argon2id verification is slow on purpose (tens of milliseconds): callers
 // on an event loop must use needs_slow_check() and run verify() elsewhere.
@@ -57,8 +59,8 @@ class user_store {
   /// May take tens of milliseconds when argon2 hashes are involved.
   const user* verify(std::string_view name, std::string_view password) const noexcept;
 
-  /// Whether verify(name, …) runs an argon2 computation (the user has a
-  /// hash, or is unknown in a store that holds hashes).
+  /// Whether verify(name, …) runs an argon2 computation: for every name in
+  /// a store that holds any hash, for none in one that holds none.
   bool needs_slow_check(std::string_view name) const noexcept;
 
   /// A keyed digest of both credentials, for caching successful slow checks.
