@@ -145,7 +145,7 @@ acl::acl(acl_settings settings, std::shared_ptr<const geoip> geo)
 
   // Most specific first: metadata addresses sit inside link-local and CGNAT.
   const auto& b = settings_.builtin;
-  std::vector<cidr> special;  // every range below, on or off
+  std::vector<cidr> special;  // every range below, on or off, then the local addresses taken
   auto add = [this, &special](bool on, std::initializer_list<std::string_view> ranges, std::string_view category) {
     for (auto r : ranges) {
       special.push_back(must_parse(r));
@@ -169,11 +169,9 @@ acl::acl(acl_settings settings, std::shared_ptr<const geoip> geo)
   if (b.local) {
     for (const auto& raw : settings_.local_addresses) {
       const auto a = core::unmap(raw);
-      const auto covers = [&](const cidr& c) { return c.contains(a); };
-      const auto listed = [&](const builtin_range& r) { return r.range.contains(a); };
-      if (std::none_of(special.begin(), special.end(), covers) &&
-          std::none_of(builtin_.begin(), builtin_.end(), listed)) {
-        builtin_.push_back({cidr{a, static_cast<std::uint8_t>(a.is_v4() ? 32 : 128)}, "builtin:local"});
+      if (std::none_of(special.begin(), special.end(), [&](const cidr& c) { return c.contains(a); })) {
+        special.push_back(cidr{a, static_cast<std::uint8_t>(a.is_v4() ? 32 : 128)});  // each address once
+        builtin_.push_back({special.back(), "builtin:local"});
       }
     }
   }

@@ -20,12 +20,6 @@ using clock = std::chrono::steady_clock;
 
 namespace {
 
-// Completes when the timer expires or is cancelled; never throws.
-asio::awaitable<void> expiry(asio::steady_timer& timer) {
-  auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  (void)ec;
-}
-
 // One pool member's try, within `share` of the connect deadline. A member
 // that does not answer in time (its SYNs dropped, a stalled handshake) is
 // its own failure (timed_out, hop_failed); when the session's deadline or a
@@ -72,6 +66,11 @@ asio::awaitable<dial_outcome> through(const dial_request& req, std::span<const u
 }
 
 }  // namespace
+
+asio::awaitable<void> expiry(asio::steady_timer& timer) {
+  auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  (void)ec;
+}
 
 upstream::address_check acl_check(const config::snapshot& snap, policy::request_view& view,
                                   std::string_view& blocked_by) {

@@ -14,6 +14,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <memory>
 #include <string>
@@ -39,6 +40,10 @@ struct dial_outcome {
   std::shared_ptr<routing::member_state> member;  ///< the pool member in use (session_started called)
   std::string_view blocked_by;         ///< the ACL rule that refused a resolved address
 };
+
+/// Completes when `timer` expires or is cancelled; never throws. The other
+/// half of an `op || expiry(timer)` deadline.
+boost::asio::awaitable<void> expiry(boost::asio::steady_timer& timer);
 
 /// The ACL as an address check for resolved candidates: `view` (the request
 /// as the ACL sees it, its name included) is evaluated with each candidate

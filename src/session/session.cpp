@@ -36,12 +36,6 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-// Completes when the timer expires or is cancelled; never throws.
-asio::awaitable<void> expiry(asio::steady_timer& timer) {
-  auto [ec] = co_await timer.async_wait(nothrow);
-  (void)ec;
-}
-
 // The reply for `rc` in the client's protocol. BND is our outbound socket's
 // local address on success, zeros otherwise.
 asio::awaitable<core::error_code> send_reply(tcp::socket& client, client_protocol proto, core::reply_code rc,
