@@ -80,6 +80,7 @@ struct options {
   double hold_s = -1;  // < 0: until SIGINT/SIGTERM
   double timeout_s = 5;
   std::size_t msg_size = 64;
+  bench::bulk_mode bulk = bench::bulk_mode::zerocopy;
 };
 
 constexpr const char* usage_text =
@@ -95,6 +96,9 @@ MODE: throughput | sessions | latency | idle
   --warmup S          unmeasured seconds first (1)
   -s, --streams N     throughput streams (1)
   --dir up|down       throughput direction (up)
+  --bulk MODE         throughput: zerocopy (sendfile from a memfd, recv with
+                      MSG_TRUNC: no byte copied) or copy (send/recv through a
+                      buffer) (zerocopy)
   -c, --clients N     sessions: concurrent clients; idle: handshakes in flight (64)
   -n, --count N       latency round trips measured (10000)
   --warmup-count N    latency round trips discarded first (1000)
@@ -163,9 +167,10 @@ options parse_options(int argc, char** argv) {
     opt_pid,
     opt_hold,
     opt_timeout,
-    opt_size
+    opt_size,
+    opt_bulk
   };
-  const std::array<option, 20> longopts{{
+  const std::array<option, 21> longopts{{
       {"proxy", required_argument, nullptr, opt_proxy},
       {"direct", no_argument, nullptr, opt_direct},
       {"target", required_argument, nullptr, opt_target},
@@ -184,6 +189,7 @@ options parse_options(int argc, char** argv) {
       {"hold", required_argument, nullptr, opt_hold},
       {"timeout", required_argument, nullptr, opt_timeout},
       {"size", required_argument, nullptr, opt_size},
+      {"bulk", required_argument, nullptr, opt_bulk},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   }};
@@ -278,6 +284,14 @@ options parse_options(int argc, char** argv) {
       case opt_size:
         o.msg_size = static_cast<std::size_t>(parse_int(optarg, "--size", 1, 512));
         break;
+      case opt_bulk: {
+        const auto m = bench::parse_bulk_mode(optarg);
+        if (!m) {
+          usage_error("--bulk is zerocopy or copy");
+        }
+        o.bulk = *m;
+        break;
+      }
       case 'h':
         std::fputs(usage_text, stdout);
         std::exit(0);
@@ -559,7 +573,8 @@ class worker {
         epfd_(epoll_create1(EPOLL_CLOEXEC)),
         wake_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         conns_(slots),
-        buf_(io_chunk, std::byte{'x'}) {
+        buf_(io_chunk, std::byte{'x'}),
+        bulk_(s.opt.bulk, io_chunk) {
     if (epfd_.get() < 0) {
       die("epoll_create1");
     }
@@ -1061,8 +1076,7 @@ class worker {
     }
     const bool up = s_.opt.dir == direction::up;
     for (int i = 0; i < io_budget; ++i) {
-      const ssize_t n = up ? send(c.fd, buf_.data(), buf_.size(), MSG_NOSIGNAL)
-                           : recv(c.fd, buf_.data(), buf_.size(), 0);
+      const ssize_t n = up ? bulk_.send_chunk(c.fd) : bulk_.recv_chunk(c.fd);
       if (n == 0 && !up) {
         fail(slot, err_kind::closed);
         return;
@@ -1203,7 +1217,8 @@ class worker {
   unique_fd epfd_;
   unique_fd wake_;
   std::vector<conn> conns_;
-  std::vector<std::byte> buf_;  // bulk payload and scratch reads
+  std::vector<std::byte> buf_;  // scratch reads (echo, idle checks)
+  bench::bulk_io bulk_;         // throughput streams
   std::vector<slot_ref> runnable_;
   std::vector<slot_ref> pending_;
   bool finished_ = false;
@@ -1487,11 +1502,12 @@ int run_timed(shared_state& s, main_waiter& waiter) {
     const double gbit = delta * 8 / secs / 1e9;
     j.str("dir", o.dir == direction::up ? "up" : "down")
         .num("streams", static_cast<std::uint64_t>(o.streams))
+        .str("bulk", bench::to_string(o.bulk))
         .num("seconds", secs)
         .num("bytes", v1 - v0)
         .num("gbit_s", gbit);
-    std::fprintf(stderr, "throughput %s, %d stream(s): %.2f Gbit/s over %.1f s, %llu errors\n",
-                 o.dir == direction::up ? "up" : "down", o.streams, gbit, secs,
+    std::fprintf(stderr, "throughput %s, %d stream(s), %s: %.2f Gbit/s over %.1f s, %llu errors\n",
+                 o.dir == direction::up ? "up" : "down", o.streams, bench::to_string(o.bulk), gbit, secs,
                  static_cast<unsigned long long>(nerr));
   } else {
     const double rate = delta / secs;

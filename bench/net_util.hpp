@@ -5,11 +5,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace bench {
 
@@ -89,6 +93,74 @@ inline rlim_t raise_nofile_limit() {
   }
   return rl.rlim_cur;
 }
+
+// How the tools move bulk bytes (the throughput streams; echo traffic is
+// always copied, as it is checked).
+//   zerocopy: the sender sendfile()s from a memfd (the socket takes
+//     references to its pages) and the receiver discards with
+//     recv(MSG_TRUNC): neither end copies a byte. The generator and the
+//     target then cost little per byte, so they are not what bounds a
+//     server on the other CPUs (bench/README, "Bulk I/O of the tools").
+//   copy: send()/recv() through a user buffer, as most clients do; what
+//     the tools did before zerocopy existed.
+enum class bulk_mode : std::uint8_t { zerocopy, copy };
+
+inline std::optional<bulk_mode> parse_bulk_mode(std::string_view s) {
+  if (s == "zerocopy") {
+    return bulk_mode::zerocopy;
+  }
+  if (s == "copy") {
+    return bulk_mode::copy;
+  }
+  return std::nullopt;
+}
+
+inline const char* to_string(bulk_mode m) { return m == bulk_mode::zerocopy ? "zerocopy" : "copy"; }
+
+// One thread's bulk sender and receiver: send_chunk()/recv_chunk() move at
+// most one chunk on a non-blocking socket and return what send(2)/recv(2)
+// would (bytes, 0 at EOF, -1 with errno).
+class bulk_io {
+ public:
+  bulk_io(bulk_mode mode, std::size_t chunk) : mode_(mode), buf_(chunk, std::byte{'x'}) {
+    if (mode_ != bulk_mode::zerocopy) {
+      return;
+    }
+    // sendfile(2) has no MSG_NOSIGNAL: a peer gone must be an EPIPE.
+    ::signal(SIGPIPE, SIG_IGN);
+    file_.reset(memfd_create("bench-bulk", MFD_CLOEXEC));
+    if (file_.get() < 0) {
+      die("memfd_create");
+    }
+    std::size_t done = 0;
+    while (done < buf_.size()) {
+      const ssize_t w = ::write(file_.get(), buf_.data() + done, buf_.size() - done);
+      if (w <= 0) {
+        die("write(memfd)");
+      }
+      done += static_cast<std::size_t>(w);
+    }
+  }
+
+  ssize_t send_chunk(int fd) {
+    if (mode_ == bulk_mode::copy) {
+      return ::send(fd, buf_.data(), buf_.size(), MSG_NOSIGNAL);
+    }
+    off_t from = 0;  // every chunk is the whole file: the same pages again
+    return ::sendfile(fd, file_.get(), &from, buf_.size());
+  }
+
+  ssize_t recv_chunk(int fd) {
+    // With MSG_TRUNC, TCP drops the bytes instead of copying them into
+    // the buffer (tcp(7)); the count is the same.
+    return ::recv(fd, buf_.data(), buf_.size(), mode_ == bulk_mode::zerocopy ? MSG_TRUNC : 0);
+  }
+
+ private:
+  bulk_mode mode_;
+  std::vector<std::byte> buf_;
+  unique_fd file_;
+};
 
 // A numeric socket address ("127.0.0.1:1080" or "[::1]:1080").
 struct sock_addr {

@@ -268,13 +268,30 @@ def congestion_text(meta):
     return f" · TCP congestion control: {meta['tcp_congestion']}" if meta.get("tcp_congestion") else ""
 
 
+BULK_IO_WORDS = {"zerocopy": "zerocopy (sendfile from a memfd, recv with MSG_TRUNC)",
+                 "copy": "copy (send and recv through a buffer)"}
+
+
+def bulk_io_text(meta):
+    """How the generator and the target moved the throughput streams' bytes: copying them costs
+    their CPU per byte, which on a machine with few CPUs bounds a fast server; runs with different
+    modes do not compare."""
+    mode = meta.get("bulk_io")
+    return f" · bulk I/O of the tools: {BULK_IO_WORDS.get(mode, mode)}" if mode else ""
+
+
+def run_conditions(meta):
+    """The header's words for what, besides the servers, shaped the figures."""
+    return idle_text(meta) + congestion_text(meta) + bulk_io_text(meta)
+
+
 def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, cpu_lines=(),
              variant_vs_direct=None, vs_references=None):
     lines = [
         "# CleverSocks benchmark",
         "",
         f"{meta['date']} · commit `{meta['commit']}` · {meta['cpus']} CPUs ({meta['cpu_model']}) · "
-        f"kernel {meta['kernel']} · loopback" + idle_text(meta) + congestion_text(meta),
+        f"kernel {meta['kernel']} · loopback" + run_conditions(meta),
         "",
         f"W={meta['workers']} workers · {meta.get('generator_threads', meta['workers'])} generator threads · "
         f"{meta.get('pinning', 'not pinned')} · {meta['duration_s']} s measured after "
@@ -361,7 +378,7 @@ def scaling_report(raw_path, servers_path, meta_path):
         "# CleverSocks scaling",
         "",
         f"{meta['date']} · commit `{meta['commit']}` · {meta['cpus']} CPUs ({meta['cpu_model']}) · "
-        f"kernel {meta['kernel']} · loopback{idle_text(meta)}{congestion_text(meta)} · {meta['duration_s']} s measured after "
+        f"kernel {meta['kernel']} · loopback{run_conditions(meta)} · {meta['duration_s']} s measured after "
         f"{meta['warmup_s']} s warm-up · median of {meta['reps']} run(s) per cell",
         "",
         "Each worker count W runs CleverSocks with `-w W` on W CPUs and the generator and target on "

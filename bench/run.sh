@@ -7,6 +7,7 @@
 #                     [--cases "idle latency ..."] [--no-install]
 #                     [--micro-only | --no-micro] [--no-pin] [--no-netns]
 #                     [--halt-poll NS] [--congestion-control ALGO|system]
+#                     [--bulk-io zerocopy|copy]
 #        bench/run.sh --scaling "1 2 4" [--cases "sess_ipv4 thr_up_8"] [...]
 # Every flag has a BENCH_* environment twin (listed below). After the side-by-
 # side runs come the micro-benchmarks (bench/micro, Google Benchmark).
@@ -94,8 +95,14 @@ CONGESTION_GIVEN=${BENCH_CONGESTION_CONTROL:+1}
 CC_ALLOWED_FILE=/proc/sys/net/ipv4/tcp_allowed_congestion_control
 CC_ALLOWED_SAVED=""                       # the machine's list while ALGO is added to it
 CC_APPLIED=0                              # 1 once the namespaces get CONGESTION
+# How the generator and the target move the throughput streams' bytes:
+# zerocopy (sendfile from a memfd, recv with MSG_TRUNC: neither copies a
+# byte, so they are not what bounds a server on the other CPUs) or copy
+# (send/recv through a buffer, as most clients do). bench/README, "Bulk I/O
+# of the tools". The report records which one ran.
+BULK_IO=${BENCH_BULK_IO:-zerocopy}
 
-usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -114,6 +121,7 @@ while [[ $# -gt 0 ]]; do
     --halt-poll) HALT_POLL=${2:?--halt-poll needs nanoseconds, e.g. 200000}; shift ;;
     --congestion-control)
       CONGESTION=${2:?--congestion-control needs an algorithm (e.g. reno) or system}; CONGESTION_GIVEN=1; shift ;;
+    --bulk-io) BULK_IO=${2:?--bulk-io needs zerocopy or copy}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -121,6 +129,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 GIVEN_WORKERS=$WORKERS GIVEN_GEN_THREADS=$GEN_THREADS
+[[ $BULK_IO == zerocopy || $BULK_IO == copy ]] || { echo "run.sh: --bulk-io is zerocopy or copy, not $BULK_IO" >&2; exit 2; }
 
 # place CPUS [WORKERS]: the server under test on the last CPUS CPUs, the
 # generator and the target on the others (with PIN and 2+ CPUs), or
@@ -409,7 +418,7 @@ peer_microsocks() {
 # TARGET_PID and the *_PORT variables.
 start_target() {
   local name=${1:-target} i ports=""
-  spawn "$name" "$BUILD_DIR/target_server" -t "$GEN_THREADS"
+  spawn "$name" "$BUILD_DIR/target_server" -t "$GEN_THREADS" --bulk "$BULK_IO"
   TARGET_PID=$SPAWNED_PID
   for ((i = 0; i < 200; i++)); do
     ports=$(grep -m 1 '^{' "$WORK/$name.log" 2>/dev/null || true)
@@ -427,10 +436,10 @@ start_target() {
 case_args() {
   local echo_t="127.0.0.1:$ECHO_PORT" timed=(-d "$DURATION" --warmup "$WARMUP")
   case $1 in
-    thr_up_1) echo throughput --target "127.0.0.1:$SINK_PORT" --dir up -s 1 "${timed[@]}" ;;
-    thr_down_1) echo throughput --target "127.0.0.1:$SOURCE_PORT" --dir down -s 1 "${timed[@]}" ;;
-    thr_up_8) echo throughput --target "127.0.0.1:$SINK_PORT" --dir up -s 8 "${timed[@]}" ;;
-    thr_down_8) echo throughput --target "127.0.0.1:$SOURCE_PORT" --dir down -s 8 "${timed[@]}" ;;
+    thr_up_1) echo throughput --target "127.0.0.1:$SINK_PORT" --dir up -s 1 --bulk "$BULK_IO" "${timed[@]}" ;;
+    thr_down_1) echo throughput --target "127.0.0.1:$SOURCE_PORT" --dir down -s 1 --bulk "$BULK_IO" "${timed[@]}" ;;
+    thr_up_8) echo throughput --target "127.0.0.1:$SINK_PORT" --dir up -s 8 --bulk "$BULK_IO" "${timed[@]}" ;;
+    thr_down_8) echo throughput --target "127.0.0.1:$SOURCE_PORT" --dir down -s 8 --bulk "$BULK_IO" "${timed[@]}" ;;
     sess_ipv4|sess_ipv4_auth) echo sessions --target "$echo_t" -c "$CLIENTS" "${timed[@]}" ;;
     sess_domain|sess_domain_auth) echo sessions --target "localhost:$ECHO_PORT" -c "$CLIENTS" "${timed[@]}" ;;
     latency) echo latency --target "$echo_t" -n "$PINGS" --warmup-count $((PINGS / 10)) ;;
@@ -583,7 +592,7 @@ write_meta() {
  "scaling": [$(tr -s ' ' ',' <<<"$SCALING" | sed 's/^,//; s/,$//')],
  "duration_s": $DURATION, "warmup_s": $WARMUP, "reps": $REPS, "clients": $CLIENTS,
  "pings": $PINGS, "idle_levels": [$IDLE_LEVELS], "loadavg_before": $LOADAVG,
- "cpu_idle": "$(cpu_idle)", "tcp_congestion": "$(tcp_congestion)",
+ "cpu_idle": "$(cpu_idle)", "tcp_congestion": "$(tcp_congestion)", "bulk_io": "$BULK_IO",
  "cases": [$(printf '"%s",' "${CASE_LIST[@]}" | sed 's/,$//')],
  "quick": $( ((QUICK)) && echo true || echo false)}
 EOF
@@ -690,6 +699,7 @@ if [[ -n $CONGESTION ]]; then
   CC_APPLIED=1
 fi
 log "TCP congestion control: $(tcp_congestion)"
+log "bulk I/O of the generator and the target: $BULK_IO"
 
 # Servers inherit this: 10,000 tunnels need ~20,000 descriptors in the proxy.
 ulimit -n "$(ulimit -Hn)"

@@ -14,7 +14,9 @@
 // listens, then serves until SIGINT/SIGTERM, and prints byte and connection
 // totals as a second JSON line on exit (a cross-check for the "up" figures).
 //
-// usage: target_server [-t THREADS]
+// usage: target_server [-t THREADS] [--bulk zerocopy|copy]
+//   --bulk: how source and sink move bytes (net_util.hpp, bulk_mode);
+//           zerocopy unless told
 
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -156,12 +158,13 @@ port_set bind_port_set(int threads, bool& ipv6) {
 
 class worker {
  public:
-  worker(std::vector<listener> listeners, counters& stats)
+  worker(std::vector<listener> listeners, counters& stats, bench::bulk_mode bulk)
       : epfd_(epoll_create1(EPOLL_CLOEXEC)),
         wake_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         listeners_(std::move(listeners)),
         stats_(stats),
-        buf_(io_chunk, std::byte{'x'}) {
+        buf_(io_chunk, std::byte{'x'}),
+        bulk_(bulk, io_chunk) {
     if (epfd_.get() < 0) {
       die("epoll_create1");
     }
@@ -314,7 +317,7 @@ class worker {
       return false;
     }
     for (;;) {
-      const ssize_t w = send(fd, buf_.data(), buf_.size(), MSG_NOSIGNAL);
+      const ssize_t w = bulk_.send_chunk(fd);
       if (w < 0) {
         return errno == EAGAIN || errno == EINTR;
       }
@@ -324,7 +327,7 @@ class worker {
 
   bool sink(int fd) {
     for (;;) {
-      const ssize_t r = recv(fd, buf_.data(), buf_.size(), 0);
+      const ssize_t r = bulk_.recv_chunk(fd);
       if (r == 0) {
         return false;
       }
@@ -344,32 +347,46 @@ class worker {
   unique_fd wake_;
   std::vector<listener> listeners_;
   counters& stats_;
-  std::vector<std::byte> buf_;
+  std::vector<std::byte> buf_;  // echo
+  bench::bulk_io bulk_;         // source and sink
   std::unordered_map<int, std::vector<std::byte>> pending_;
   bool warned_no_fds_ = false;
 };
 
-int parse_threads(int argc, char** argv) {
+struct cli {
+  int threads = 1;
+  bench::bulk_mode bulk = bench::bulk_mode::zerocopy;
+};
+
+cli parse_cli(int argc, char** argv) {
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
-  int threads = hw > 0 ? hw : 1;
+  cli c;
+  c.threads = hw > 0 ? hw : 1;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if ((arg == "-t" || arg == "--threads") && i + 1 < argc) {
-      threads = std::atoi(argv[++i]);
+      c.threads = std::atoi(argv[++i]);
+    } else if (arg == "--bulk" && i + 1 < argc) {
+      const auto m = bench::parse_bulk_mode(argv[++i]);
+      if (!m) {
+        bench::die_msg("--bulk is zerocopy or copy");
+      }
+      c.bulk = *m;
     } else {
-      bench::die_msg("usage: target_server [-t THREADS]");
+      bench::die_msg("usage: target_server [-t THREADS] [--bulk zerocopy|copy]");
     }
   }
-  if (threads < 1 || threads > 256) {
+  if (c.threads < 1 || c.threads > 256) {
     bench::die_msg("-t must be 1..256");
   }
-  return threads;
+  return c;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int threads = parse_threads(argc, argv);
+  const cli opts = parse_cli(argc, argv);
+  const int threads = opts.threads;
   const rlim_t nofile = bench::raise_nofile_limit();
 
   // Block the stop signals in every thread; main collects them with sigwait.
@@ -404,7 +421,7 @@ int main(int argc, char** argv) {
         ls.push_back({p.v6[static_cast<std::size_t>(t)].get(), kind});
       }
     }
-    workers.push_back(std::make_unique<worker>(std::move(ls), stats[static_cast<std::size_t>(t)]));
+    workers.push_back(std::make_unique<worker>(std::move(ls), stats[static_cast<std::size_t>(t)], opts.bulk));
   }
   std::vector<std::thread> pool;
   pool.reserve(workers.size());
@@ -413,15 +430,15 @@ int main(int argc, char** argv) {
   }
 
   std::printf(
-      "{\"echo\":%u,\"source\":%u,\"sink\":%u,\"ipv6\":%s,\"threads\":%d,\"nofile\":%llu}\n",
+      "{\"echo\":%u,\"source\":%u,\"sink\":%u,\"ipv6\":%s,\"threads\":%d,\"nofile\":%llu,\"bulk\":\"%s\"}\n",
       unsigned{ports[0].port}, unsigned{ports[1].port}, unsigned{ports[2].port},
-      ipv6 ? "true" : "false", threads, static_cast<unsigned long long>(nofile));
+      ipv6 ? "true" : "false", threads, static_cast<unsigned long long>(nofile), bench::to_string(opts.bulk));
   if (std::fflush(stdout) != 0) {
     die("fflush(stdout)");
   }
-  std::fprintf(stderr, "target_server: echo %u, source %u, sink %u on 127.0.0.1%s, %d threads\n",
+  std::fprintf(stderr, "target_server: echo %u, source %u, sink %u on 127.0.0.1%s, %d threads, %s bulk I/O\n",
                unsigned{ports[0].port}, unsigned{ports[1].port}, unsigned{ports[2].port},
-               ipv6 ? " and [::1]" : "", threads);
+               ipv6 ? " and [::1]" : "", threads, bench::to_string(opts.bulk));
 
   int sig = 0;
   if (sigwait(&stop_signals, &sig) != 0) {

@@ -217,6 +217,23 @@ def test_the_header_names_the_tcp_congestion_control_the_measurements_ran_with(t
     assert "loopback · TCP congestion control: bbr (the machine's default) · 3 s measured" in md
 
 
+def test_the_header_says_how_the_tools_moved_the_bulk_bytes(tmp_path):
+    recs = [record(s, "thr_up_1", 1, {"gbit_s": g, "server_cpu_util": 0.5}) for s, g in
+            (("direct", 50.0), ("cleversocks", 45.0), ("dante", 12.0), ("microsocks", 3.0))]
+    cc = "cubic (set by --congestion-control)"
+    result, md = run_report(tmp_path, recs, dict(meta(["thr_up_1"]), tcp_congestion=cc, bulk_io="zerocopy"))
+    assert (f"TCP congestion control: {cc} · bulk I/O of the tools: zerocopy (sendfile from a memfd, "
+            "recv with MSG_TRUNC)\n") in md
+    assert result["meta"]["bulk_io"] == "zerocopy"
+    _, md = run_report(tmp_path, recs, dict(meta(["thr_up_1"]), bulk_io="copy"))
+    assert "loopback · bulk I/O of the tools: copy (send and recv through a buffer)\n" in md
+    _, md = run_report(tmp_path, recs, meta(["thr_up_1"]))  # an older meta.json: no such field
+    assert "bulk I/O" not in md
+    _, md = run_report(tmp_path, scaling_records({1: ("pinned", 5000.0)}),
+                       dict(meta(["sess_ipv4"], scaling=[1]), bulk_io="zerocopy"), "--scaling")
+    assert "loopback · bulk I/O of the tools: zerocopy (sendfile from a memfd, recv with MSG_TRUNC) · 3 s" in md
+
+
 def scaling_records(rates):
     """rates: {workers: (placement, cleversocks sessions/s)}; direct always higher."""
     recs = []
