@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -24,6 +25,11 @@ core::error_code errno_code() noexcept {
     return asio::error::would_block;
   }
   return {e, boost::system::system_category()};
+}
+
+std::size_t page_size() noexcept {
+  static const auto size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
 }
 }  // namespace
 
@@ -175,7 +181,17 @@ void tcp_relay::pump(direction& d) {
   // the socket: once its bytes are written, wait instead of reading again
   // only to get EAGAIN. The wait re-arms the descriptor (EPOLL_CTL_MOD),
   // which reports data that arrived in between, so nothing is missed.
+  //
+  // Not so for a splice: a pipe holds a number of page references (16 in a
+  // 64 KiB pipe), one per fragment of the socket's buffers, and fragments
+  // are often smaller than a page (1,448 B segments from a NIC; file pages
+  // at an offset; segments split across pages). A pipe whose slots ran out
+  // took less than it asked for from a socket that still holds data. So a
+  // short splice of a page or more reads again (EAGAIN then ends it), and
+  // data after it shows the pipe, not the socket, was the limit: the pipe
+  // grows as a byte-full one does.
   bool drained = false;
+  bool slots_maybe_full = false;  // the last read was a short splice of a page or more
   for (int i = 0; i < options_.burst; ++i) {
     core::error_code ec;
     if (d.pending > 0) {
@@ -200,10 +216,12 @@ void tcp_relay::pump(direction& d) {
     if (n > 0) {
       d.bytes += static_cast<std::uint64_t>(n);
       d.pending = static_cast<std::size_t>(n);
-      drained = d.pending < asked;
-      if (!drained) {
+      const bool spliced = !d.buf;
+      if (d.pending == asked || slots_maybe_full) {
         filled(d);
       }
+      slots_maybe_full = spliced && d.pending < asked && d.pending >= page_size();
+      drained = d.pending < asked && !slots_maybe_full;
       continue;
     }
     if (n == 0) {

@@ -563,6 +563,9 @@ std::string control_plane::metrics_text() const {
            "Pipes the kernel created at its minimum size (2 pages): this user's pipe buffers exceed "
            "fs.pipe-user-pages-soft, so splice relaying is slower.");
   t.sample("cleversocks_relay_pipes_limited_total", pipes([](const auto& p) { return p.limited(); }));
+  t.family("cleversocks_relay_pipes_grown_total", "counter",
+           "Busy pipes grown to relay.pipe_size: a splice filled one, by bytes or by its page slots (bulk).");
+  t.sample("cleversocks_relay_pipes_grown_total", pipes([](const auto& p) { return p.grown(); }));
   t.family("cleversocks_relay_pipe_grow_refused_total", "counter",
            "Times the kernel refused to grow a busy pipe to relay.pipe_size (fs.pipe-max-size, "
            "fs.pipe-user-pages-soft).");
