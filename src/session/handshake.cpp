@@ -129,6 +129,7 @@ asio::awaitable<void> socks5(tcp::socket& client, handshake_buffer& buf, authent
       u = co_await auth.authenticate(std::string_view(creds.username.data(), creds.username.size()),
                                      std::string_view(creds.password.data(), creds.password.size()));
     }
+    auth.decided(u != nullptr);
     std::array<std::uint8_t, 2> status{};
     const auto status_len = s5::encode_auth_status(u != nullptr, status);
     const auto wec = co_await send(client, status.data(), status_len);

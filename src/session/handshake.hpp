@@ -64,6 +64,10 @@ class authenticator {
   /// The user, or nullptr to refuse.
   virtual boost::asio::awaitable<const auth::user*> authenticate(std::string_view name,
                                                                  std::string_view password) = 0;
+  /// The RFC 1929 exchange has its verdict (a malformed request is a
+  /// refusal); called before the client is told, so whatever is counted
+  /// here is visible to anyone the reply reaches.
+  virtual void decided(bool accepted) noexcept { (void)accepted; }
 };
 
 /// Reads a PROXY protocol header (v1 and/or v2 as allowed) from the start

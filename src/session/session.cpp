@@ -165,6 +165,10 @@ class session_auth final : public authenticator {
     co_return u;
   }
 
+  void decided(bool accepted) noexcept override {
+    (accepted ? svc_.metrics.auth_success : svc_.metrics.auth_failure).inc();
+  }
+
  private:
   const std::shared_ptr<const config::snapshot>& snap_;
   worker_services& svc_;
@@ -585,12 +589,7 @@ asio::awaitable<void> establish(tcp::socket& client, const tcp::endpoint& peer, 
     const std::size_t result = !hs.ec || hs.reply_due ? 0 : hs.ec == core::socks_errc::handshake_timeout ? 2 : 1;
     metrics.handshakes[version][result].inc();
   }
-  if (hs.user != nullptr) {
-    metrics.auth_success.inc();
-  } else if (hs.ec == core::socks_errc::auth_failed) {
-    metrics.auth_failure.inc();
-  }
-  ec = hs.ec;
+  ec = hs.ec;  // RFC 1929 verdicts were counted before the client heard them (session_auth::decided)
   if (hs.target_known) {
     // A name that is an IP literal ("127.0.0.1" sent as DOMAIN) is an IP:
     // IP rules must see it as one.

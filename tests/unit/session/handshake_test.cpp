@@ -87,8 +87,9 @@ bytevec auth_msg(const std::string& u, const std::string& p) {
 // it was asked. Optionally takes its time (as an off-loop argon2 check does).
 class store_authenticator final : public cs::session::authenticator {
  public:
-  explicit store_authenticator(const user_store& users, std::chrono::milliseconds latency = {})
-      : users_(users), latency_(latency) {}
+  explicit store_authenticator(const user_store& users, std::chrono::milliseconds latency = {},
+                               const tcp::socket* peer = nullptr)
+      : users_(users), latency_(latency), peer_(peer) {}
   bool required() const noexcept override { return !users_.empty(); }
   asio::awaitable<const cs::auth::user*> authenticate(std::string_view name, std::string_view password) override {
     calls.emplace_back(std::string(name), std::string(password));
@@ -97,11 +98,18 @@ class store_authenticator final : public cs::session::authenticator {
     }
     co_return users_.verify(name, password);
   }
+  // Records each verdict and how many bytes the client had not read yet.
+  void decided(bool accepted) noexcept override {
+    boost::system::error_code ec;
+    verdicts.push_back({accepted, peer_ != nullptr ? peer_->available(ec) : 0});
+  }
   std::vector<std::pair<std::string, std::string>> calls;
+  std::vector<std::pair<bool, std::size_t>> verdicts;
 
  private:
   const user_store& users_;
   std::chrono::milliseconds latency_;
+  const tcp::socket* peer_;
 };
 
 class HandshakeTest : public ::testing::Test {
@@ -112,7 +120,7 @@ class HandshakeTest : public ::testing::Test {
   template <typename Script>
   handshake_result run(const user_store& users, Script script, std::chrono::milliseconds auth_latency = {}) {
     handshake_result result;
-    store_authenticator auth(users, auth_latency);
+    store_authenticator auth(users, auth_latency, &client);
     const bool ok = run_bounded(io, [&]() -> asio::awaitable<void> {
       auto hs = [&]() -> asio::awaitable<void> {
         result = co_await cs::session::run_handshake(server, buf, auth);
@@ -122,6 +130,7 @@ class HandshakeTest : public ::testing::Test {
     }(), std::chrono::seconds(5));
     EXPECT_TRUE(ok);
     auth_calls = auth.calls;
+    verdicts = auth.verdicts;
     return result;
   }
 
@@ -151,6 +160,7 @@ class HandshakeTest : public ::testing::Test {
   handshake_buffer buf;
   bool handshake_returned = false;
   std::vector<std::pair<std::string, std::string>> auth_calls;
+  std::vector<std::pair<bool, std::size_t>> verdicts;  // (accepted, client bytes unread then)
 };
 
 TEST_F(HandshakeTest, Socks5NoAuth) {
@@ -200,6 +210,8 @@ TEST_F(HandshakeTest, Socks5UserPassOk) {
   EXPECT_EQ(r.user->name, "alice");
   EXPECT_EQ(r.cmd, cs::session::command::bind);
   EXPECT_TRUE(r.target_known);
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_TRUE(verdicts[0].first);
 }
 
 TEST_F(HandshakeTest, Socks5WrongPasswordGets0101) {
@@ -218,6 +230,37 @@ TEST_F(HandshakeTest, Socks5WrongPasswordGets0101) {
   ASSERT_EQ(auth_calls.size(), 1u);
   EXPECT_EQ(auth_calls[0].second, "s3cretX");
   expect_nothing_more_written();
+}
+
+// The verdict is reported (and counted, in the session) before the status
+// is written: a client that has its answer sees it in the metrics too.
+TEST_F(HandshakeTest, Socks5VerdictIsDecidedBeforeTheClientIsTold) {
+  const std::vector<credential> creds{{"alice", "s3cret"}};
+  const user_store users(creds);
+  run(users, [&]() -> asio::awaitable<void> {
+    co_await send(bv(0x05, 0x01, 0x02));
+    co_await expect_reply(bv(0x05, 0x02));
+    co_await send(auth_msg("alice", "wrong"));
+    co_await expect_reply(bv(0x01, 0x01));
+  });
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_FALSE(verdicts[0].first);
+  EXPECT_EQ(verdicts[0].second, 0u) << "the client already held the status when the verdict was reported";
+}
+
+TEST_F(HandshakeTest, Socks5MalformedCredentialsAreARefusedVerdict) {
+  const std::vector<credential> creds{{"alice", "s3cret"}};
+  const user_store users(creds);
+  const auto r = run(users, [&]() -> asio::awaitable<void> {
+    co_await send(bv(0x05, 0x01, 0x02));
+    co_await expect_reply(bv(0x05, 0x02));
+    co_await send(bv(0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1, 0, 80));  // a CONNECT instead of RFC 1929
+    co_await expect_reply(bv(0x01, 0x01));
+  });
+  EXPECT_EQ(r.ec, socks_errc::auth_failed) << r.ec.message();
+  EXPECT_TRUE(auth_calls.empty());
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_FALSE(verdicts[0].first);
 }
 
 TEST_F(HandshakeTest, Socks5UnknownUserGets0101) {
