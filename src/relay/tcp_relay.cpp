@@ -216,12 +216,12 @@ void tcp_relay::pump(direction& d) {
     if (n > 0) {
       d.bytes += static_cast<std::uint64_t>(n);
       d.pending = static_cast<std::size_t>(n);
-      const bool spliced = !d.buf;
-      if (d.pending == asked || slots_maybe_full) {
+      const bool short_read = d.pending < asked;
+      if (!short_read || slots_maybe_full) {
         filled(d);
       }
-      slots_maybe_full = spliced && d.pending < asked && d.pending >= page_size();
-      drained = d.pending < asked && !slots_maybe_full;
+      slots_maybe_full = short_read && !d.buf && d.pending >= page_size();  // !d.buf: it spliced
+      drained = short_read && !slots_maybe_full;
       continue;
     }
     if (n == 0) {

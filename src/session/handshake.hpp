@@ -67,7 +67,7 @@ class authenticator {
   /// The RFC 1929 exchange has its verdict (a malformed request is a
   /// refusal); called before the client is told, so whatever is counted
   /// here is visible to anyone the reply reaches.
-  virtual void decided(bool accepted) noexcept { (void)accepted; }
+  virtual void decided(bool /*accepted*/) noexcept {}
 };
 
 /// Reads a PROXY protocol header (v1 and/or v2 as allowed) from the start
