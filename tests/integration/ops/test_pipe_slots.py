@@ -3,12 +3,18 @@ as data from a NIC does (one fragment per 1,448 B segment): the target
 sendfile()s 2 KiB at a time from two pages in turn, so no fragment merges
 with the next and a 64 KiB (16-slot) pipe fills its slots with 32 KiB. The
 proxy must not take such a short splice for an empty socket: its pipe grows
-(``cleversocks_relay_pipes_grown_total``), and every byte arrives intact."""
+(``cleversocks_relay_pipes_grown_total``), and every byte arrives intact.
+
+The proxy is stopped (SIGSTOP) until the sender finds its socket full, so
+the proxy's first splice after SIGCONT meets a queue of more fragments than
+a pipe has slots, however fast the proxy would otherwise keep up."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import select
+import signal
 import socket
 import threading
 
@@ -42,6 +48,7 @@ class HalfPageSender:
             digest.update(pages[0 if i % 2 == 0 else 2][:CHUNK])
         self.sha = digest.hexdigest()
         self.errors: list[BaseException] = []
+        self.blocked = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -49,14 +56,20 @@ class HalfPageSender:
         try:
             conn, _ = self.listener.accept()
             with conn:
-                conn.settimeout(20)
+                conn.setblocking(False)
                 for i in range(CHUNKS):
-                    offset = 0 if i % 2 == 0 else 2 * PAGE
-                    sent = 0
-                    while sent < CHUNK:  # bounded: each call sends at least a byte or raises
-                        sent += os.sendfile(conn.fileno(), self.file, offset + sent, CHUNK - sent)
+                    offset, sent = (0 if i % 2 == 0 else 2 * PAGE), 0
+                    while sent < CHUNK:  # bounded: each pass sends a byte or waits at most 20 s
+                        try:
+                            sent += os.sendfile(conn.fileno(), self.file, offset + sent, CHUNK - sent)
+                        except BlockingIOError:
+                            self.blocked.set()  # the path is full: the proxy has a queue to read
+                            if not select.select([], [conn], [], 20)[1]:
+                                raise TimeoutError("the proxy read nothing for 20 s")
         except BaseException as exc:  # reported by the test
             self.errors.append(exc)
+        finally:
+            self.blocked.set()
 
     def close(self):
         self.thread.join(30)
@@ -65,10 +78,16 @@ class HalfPageSender:
 
 
 def test_a_pipe_whose_slots_fill_before_its_bytes_grows_and_the_download_is_intact(ops):
-    p = ops({"acl": {"rules": [{"name": "loopback", "action": "allow", "dst": ["127.0.0.0/8"]}]}})
+    # splice from the first byte (adaptive mode would copy the first 64 KiB)
+    p = ops({"acl": {"rules": [{"name": "loopback", "action": "allow", "dst": ["127.0.0.0/8"]}]}}, "--relay", "splice")
     sender = HalfPageSender()
     try:
         sock, _ = sc.open_tunnel(p.addr, "127.0.0.1", sender.port, timeout=10)
+        os.kill(p.proxy.proc.pid, signal.SIGSTOP)
+        try:
+            assert sender.blocked.wait(20), "the sender never filled the path"
+        finally:
+            os.kill(p.proxy.proc.pid, signal.SIGCONT)
         digest = hashlib.sha256()
         received = 0
         with sock:
