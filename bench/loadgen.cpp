@@ -96,8 +96,8 @@ MODE: throughput | sessions | latency | idle
   --warmup S          unmeasured seconds first (1)
   -s, --streams N     throughput streams (1)
   --dir up|down       throughput direction (up)
-  --bulk MODE         throughput: zerocopy (sendfile from a memfd, recv with
-                      MSG_TRUNC: no byte copied) or copy (send/recv through a
+  --bulk MODE         throughput: zerocopy (tee and splice from a pipe, recv
+                      with MSG_TRUNC: no byte copied) or copy (send/recv through a
                       buffer) (zerocopy)
   -c, --clients N     sessions: concurrent clients; idle: handshakes in flight (64)
   -n, --count N       latency round trips measured (10000)

@@ -268,7 +268,7 @@ def congestion_text(meta):
     return f" · TCP congestion control: {meta['tcp_congestion']}" if meta.get("tcp_congestion") else ""
 
 
-BULK_IO_WORDS = {"zerocopy": "zerocopy (sendfile from a memfd, recv with MSG_TRUNC)",
+BULK_IO_WORDS = {"zerocopy": "zerocopy (tee and splice from a pipe, recv with MSG_TRUNC)",
                  "copy": "copy (send and recv through a buffer)"}
 
 
@@ -327,9 +327,10 @@ def markdown(meta, servers, columns, table, best_peer, vs_direct, target_list, c
         "needs system users); `–`: no counterpart (direct has no handshake or proxy process); "
         "`not run`: server or measurement skipped; a `CleverSocks …, --busy-poll` row is CleverSocks "
         "with that non-default setting, measured where it changes something, and is no peer; the "
-        "`direct, target on the servers' CPUs` row is no peer either: the round trip without a proxy, "
-        "with the target moved to the CPUs the servers run on, so it crosses CPUs twice where a "
-        "proxied round trip crosses them four times (the issue's RTT targets stay against `direct`); "
+        "`direct, target on the servers' CPUs` row is no peer either: no proxy, with the target "
+        "moved to the CPUs the servers run on, so a round trip crosses CPUs twice where a proxied "
+        "one crosses them four times, and the generator has its CPU to itself, as beside a proxy "
+        "(what it can drive; the issue's targets stay against `direct`); "
         "`server died`: it exited during the run; `(N err)`: failed sessions or streams, summed over the runs; "
         "`(N open)`: the level was not reached (median over the runs; 20,000 descriptors per "
         "process hold about 9,990 two-socket tunnels); `(k of n runs short)`: some runs did not "

@@ -35,9 +35,10 @@ REPS=${BENCH_REPS:-3}                     # runs per cell; the table shows media
 CLIENTS=${BENCH_CLIENTS:-64}              # concurrent session clients (idle: handshakes in flight)
 PINGS=${BENCH_PINGS:-10000}               # latency round trips measured
 IDLE_LEVELS=${BENCH_IDLE_LEVELS:-1000,5000,10000}
-# direct_across: the no-proxy round trip again, with the target on the
-# servers' CPUs: what crossing CPUs costs on this machine (latency only). A
-# proxied round trip crosses them four times, a direct one never.
+# direct_across: no proxy again, with the target on the servers' CPUs. For
+# the round trip, what crossing CPUs costs on this machine (a proxied round
+# trip crosses them four times, a direct one never); for throughput and
+# sessions, what the generator drives with a CPU to itself.
 SERVERS=${BENCH_SERVERS:-"direct direct_across cleversocks cleversocks_busy_poll dante microsocks"}
 # Idle first: it needs the most ephemeral ports, and session runs leave
 # thousands of TIME_WAIT sockets behind for a minute.
@@ -358,14 +359,15 @@ peer_cleversocks_busy_poll() {
   esac
 }
 
-# The no-proxy round trip with the target on the servers' CPUs: it crosses
-# CPUs twice, where a proxied one crosses them four times.
+# No proxy, with the target on the servers' CPUs: a round trip crosses CPUs
+# twice, where a proxied one crosses them four times; a stream or a session
+# has the generator's CPU to itself, as the generator has beside a proxy.
 peer_direct_across() {
   case $1 in
     label) echo "direct, target on the servers' CPUs" ;;
     check) [[ $PLACEMENT == pinned ]] && return 0; echo "not pinned"; return 1 ;;
     auth) return 1 ;;
-    cases) echo latency ;;
+    cases) echo "latency thr_up_1 thr_down_1 thr_up_8 thr_down_8 sess_ipv4" ;;
   esac
 }
 

@@ -134,8 +134,8 @@ def test_a_cleversocks_variant_row_is_no_peer_and_has_its_own_ratio_to_direct(tm
 
 
 def test_the_direct_across_row_is_a_baseline_not_a_peer_and_leaves_the_targets_on_direct(tmp_path):
-    """direct_across (the target on the servers' CPUs) runs only the latency
-    case: its RTT is neither the best peer's nor the targets' reference, and
+    """direct_across (the target on the servers' CPUs) is a baseline: its
+    figures are neither the best peer's nor the targets' reference, and
     CleverSocks gets a row of ratios to it."""
     servers = SERVERS[:1] + [("direct_across", "direct, target on the servers' CPUs", "ok", "0")] + SERVERS[1:]
     recs = []
@@ -149,20 +149,26 @@ def test_the_direct_across_row_is_a_baseline_not_a_peer_and_leaves_the_targets_o
             record("microsocks", "latency", rep, latency(160.0, 270.0)),
         ]
         recs += [record(s, "thr_up_1", rep, throughput(g)) for s, g in
-                 (("direct", 20.0), ("cleversocks", 14.0), ("dante", 9.0), ("microsocks", 2.0))]
-    result, md = run_report(tmp_path, recs, meta(["latency", "thr_up_1"]), servers_list=servers)
+                 (("direct", 20.0), ("direct_across", 28.0), ("cleversocks", 14.0), ("dante", 9.0),
+                  ("microsocks", 2.0))]
+    result, md = run_report(tmp_path, recs, meta(["latency", "thr_up_1", "thr_down_1"]), servers_list=servers)
 
     across = result["table"]["direct_across"]
     assert across["rtt_p50"]["value"] == pytest.approx(72.0)
-    assert across["up1"]["text"] == "not run"  # run.sh runs it for the latency case only
+    assert across["up1"]["value"] == pytest.approx(28.0)
+    assert across["down1"]["text"] == "not run"  # a case that has no record
     assert result["cleversocks_vs_best_peer"]["rtt_p50"] == pytest.approx(150.0 / 160.0)
     assert result["cleversocks_vs_best_peer"]["up1"] == pytest.approx(14.0 / 9.0)
     assert result["cleversocks_vs_direct"]["rtt_p50"] == pytest.approx(150.0 / 20.0)
+    assert result["cleversocks_vs_direct"]["up1"] == pytest.approx(14.0 / 20.0)
     assert result["cleversocks_vs_references"]["direct_across"]["rtt_p50"] == pytest.approx(150.0 / 72.0)
+    assert result["cleversocks_vs_references"]["direct_across"]["up1"] == pytest.approx(14.0 / 28.0)
     p50 = next(t for t in result["targets"] if t["target"].startswith("RTT p50"))
     assert p50["measured"] == pytest.approx(7.5) and p50["status"] == "NOT met"
-    assert "| direct, target on the servers' CPUs | not run | " in md
-    assert "| **CleverSocks / direct, target on the servers' CPUs** | – | " in md
+    up_direct = next(t for t in result["targets"] if t["target"] == "1 stream up ≥ 0.5× direct")
+    assert up_direct["measured"] == pytest.approx(0.7) and up_direct["status"] == "met"
+    assert "| direct, target on the servers' CPUs | 28.00 | not run | " in md
+    assert "| **CleverSocks / direct, target on the servers' CPUs** | 0.50× | – | " in md
     assert " | 2.08× | 2.00× |" in md
 
 
@@ -222,7 +228,7 @@ def test_the_header_says_how_the_tools_moved_the_bulk_bytes(tmp_path):
             (("direct", 50.0), ("cleversocks", 45.0), ("dante", 12.0), ("microsocks", 3.0))]
     cc = "cubic (set by --congestion-control)"
     result, md = run_report(tmp_path, recs, dict(meta(["thr_up_1"]), tcp_congestion=cc, bulk_io="zerocopy"))
-    assert (f"TCP congestion control: {cc} · bulk I/O of the tools: zerocopy (sendfile from a memfd, "
+    assert (f"TCP congestion control: {cc} · bulk I/O of the tools: zerocopy (tee and splice from a pipe, "
             "recv with MSG_TRUNC)\n") in md
     assert result["meta"]["bulk_io"] == "zerocopy"
     _, md = run_report(tmp_path, recs, dict(meta(["thr_up_1"]), bulk_io="copy"))
@@ -231,7 +237,7 @@ def test_the_header_says_how_the_tools_moved_the_bulk_bytes(tmp_path):
     assert "bulk I/O" not in md
     _, md = run_report(tmp_path, scaling_records({1: ("pinned", 5000.0)}),
                        dict(meta(["sess_ipv4"], scaling=[1]), bulk_io="zerocopy"), "--scaling")
-    assert "loopback · bulk I/O of the tools: zerocopy (sendfile from a memfd, recv with MSG_TRUNC) · 3 s" in md
+    assert "loopback · bulk I/O of the tools: zerocopy (tee and splice from a pipe, recv with MSG_TRUNC) · 3 s" in md
 
 
 def scaling_records(rates):
