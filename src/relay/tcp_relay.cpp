@@ -45,11 +45,11 @@ void idle_sweeper::watch(tcp_relay& r, std::chrono::milliseconds timeout) {
 
 void idle_sweeper::arm() {
   timer_.expires_after(tick_);
-  timer_.async_wait([this](core::error_code ec) {
+  timer_.async_wait(asio::bind_allocator(op_allocator<void>(timer_op_), [this](core::error_code ec) {
     if (!ec) {
       sweep();
     }
-  });
+  }));
 }
 
 void idle_sweeper::sweep() {

@@ -150,6 +150,9 @@ class idle_sweeper {
   idle_sweeper& operator=(const idle_sweeper&) = delete;
 
   std::size_t watched() const noexcept { return relays_.size(); }
+  /// Timer waits that did not fit timer_op_ (one while a replaced wait
+  /// still completes; none in a steady state).
+  std::uint64_t heap_fallbacks() const noexcept { return timer_op_.heap_fallbacks(); }
 
  private:
   friend class tcp_relay;
@@ -161,6 +164,10 @@ class idle_sweeper {
   // leaves the list by itself when it ends or is destroyed).
   boost::intrusive::list<idle_link, boost::intrusive::constant_time_size<false>> relays_;
   boost::asio::steady_timer timer_;
+  // Room for the pending timer wait, which is re-armed every tick for as
+  // long as a relay is watched: Asio's per-thread cache of operation blocks
+  // missed it now and then (it keeps two, of whatever sizes came last).
+  op_storage timer_op_;
   std::chrono::milliseconds tick_{1000};
   bool armed_ = false;
 };
