@@ -56,6 +56,7 @@ $(ASAN_DIR)/build.ninja:
 	  -DCS_BUILD_BENCH=ON -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" $(CMAKE_FLAGS)
 
 test-asan: $(ASAN_DIR)/build.ninja
+	cmake -S . -B $(ASAN_DIR) -DCS_BUILD_BENCH=ON >/dev/null  # a directory configured before the tools joined it
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ctest --output-on-failure --timeout 900 -j $(JOBS)
 
