@@ -39,12 +39,20 @@ FAR_NAME = "far.test"          # -> 127.0.0.1
 FAR_NAME6 = "far6.test"        # -> ::1
 
 
+# Sockets that hold closed_port()'s ports until the test process ends.
+_reserved: list[socket.socket] = []
+
+
 def closed_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on (bound, then closed at once)."""
+    """A port nothing listens on: bound by a socket that never listens (a SYN
+    to it gets RST) and stays open, so no later bind to port 0 (a proxy's
+    admin API, say) can be given it. Bound-then-closed ports were: a test
+    once found the proxy's own admin API on its "closed" port."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    _reserved.append(s)
+    return s.getsockname()[1]
 
 
 # ---- configuration ------------------------------------------------------------
