@@ -34,12 +34,13 @@ inline std::pair<tcp::socket, tcp::socket> socket_pair(asio::io_context& io,
   return {std::move(a), std::move(b)};
 }
 
-/// An endpoint on which nothing listens (bound then closed at once; another
-/// process could in theory take the port in between).
+/// An endpoint on which nothing listens: a socket bound to it that never
+/// listens (a SYN gets RST) stays open until the process ends, so no later
+/// bind to port 0 can be given the port, as one closed at once could be.
 inline tcp::endpoint closed_port(asio::io_context& io, const asio::ip::address& addr = asio::ip::address_v4::loopback()) {
-  tcp::acceptor acc(io, tcp::endpoint(addr, 0));
-  const auto ep = acc.local_endpoint();
-  acc.close();
+  tcp::socket s(io, tcp::endpoint(addr, 0));  // opened and bound, not listening
+  const auto ep = s.local_endpoint();
+  (void)s.release();  // the descriptor is kept on purpose (a few per test run)
   return ep;
 }
 
