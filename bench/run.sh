@@ -97,7 +97,7 @@ CC_ALLOWED_FILE=/proc/sys/net/ipv4/tcp_allowed_congestion_control
 CC_ALLOWED_SAVED=""                       # the machine's list while ALGO is added to it
 CC_APPLIED=0                              # 1 once the namespaces get CONGESTION
 # How the generator and the target move the throughput streams' bytes:
-# zerocopy (sendfile from a memfd, recv with MSG_TRUNC: neither copies a
+# zerocopy (tee and splice from a pipe, recv with MSG_TRUNC: neither copies a
 # byte, so they are not what bounds a server on the other CPUs) or copy
 # (send/recv through a buffer, as most clients do). bench/README, "Bulk I/O
 # of the tools". The report records which one ran.

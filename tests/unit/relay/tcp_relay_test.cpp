@@ -1,6 +1,7 @@
 #include "relay/tcp_relay.hpp"
 
 #include "net_support.hpp"
+#include "relay_modes.hpp"
 #include "test_support.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -678,13 +679,6 @@ TEST_P(RelayTest, TwoIdleTunnelsShareNothing) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, RelayTest,
                          ::testing::Values(relay_mode::adaptive, relay_mode::splice, relay_mode::copy),
-                         [](const auto& p) {
-                           switch (p.param) {
-                             case relay_mode::adaptive: return "adaptive";
-                             case relay_mode::splice: return "splice";
-                             case relay_mode::copy: return "copy";
-                           }
-                           return "?";
-                         });
+                         relay_mode_param_name);
 
 }  // namespace
