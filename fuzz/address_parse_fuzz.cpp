@@ -4,7 +4,9 @@
 // parses back to the same value (IPv4-mapped addresses print as IPv4); a
 // parsed endpoint is also a valid target with the same address; refusing
 // port 0 never yields port 0; a domain target is 1..255 bytes, has no NUL,
-// no ':' and does not start with '['.
+// no ':' and does not start with '['. core::read_name: an address it reads
+// prints as a canonical literal that reads back to itself; without a ':' it
+// is IPv4; a name it leaves to DNS does not end in an all-digit label.
 #include "fuzz_common.hpp"
 
 #include <string>
@@ -43,6 +45,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(core::parse_target(text, t));
       FUZZ_CHECK(!t.is_domain() && *t.ip_address() == ep.address() && t.port == ep.port());
     }
+  }
+
+  core::ip::address named;
+  const auto form = core::read_name(text, named);
+  if (form == core::name_form::address) {
+    FUZZ_CHECK(named == core::unmap(named));
+    FUZZ_CHECK(named.is_v4() || text.find(':') != std::string_view::npos);
+    core::ip::address again;
+    FUZZ_CHECK(core::read_name(named.to_string(), again) == core::name_form::address && again == named);
+  } else if (form == core::name_form::dns_name && text.find(':') == std::string_view::npos) {
+    std::string_view body = text;
+    if (!body.empty() && body.back() == '.') {
+      body.remove_suffix(1);
+    }
+    const std::string_view last = body.substr(body.rfind('.') == std::string_view::npos ? 0 : body.rfind('.') + 1);
+    FUZZ_CHECK(last.empty() || last.find_first_not_of("0123456789") != std::string_view::npos);
   }
 
   core::target_address t;

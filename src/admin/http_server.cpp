@@ -24,6 +24,9 @@ using tcp = asio::ip::tcp;
 namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_connections = 64;
+// One client address holds at most a quarter of them: a client that keeps
+// its connections busy (not reading its responses) cannot take every slot.
+constexpr std::size_t max_connections_per_client = max_connections / 4;
 constexpr int max_requests_per_connection = 100;
 }  // namespace
 
@@ -46,6 +49,7 @@ struct http_server::impl {
   // One admitted connection, for as long as serve() runs it.
   struct connection {
     beast::tcp_stream* stream = nullptr;
+    asio::ip::address client;
     bool waiting = false;  ///< in a read for its next request (it may have sent part of it)
     std::chrono::steady_clock::time_point waiting_since{};
     bool evicted = false;
@@ -59,20 +63,23 @@ struct http_server::impl {
   std::shared_ptr<std::list<connection>> connections = std::make_shared<std::list<connection>>();
   bool stopped = false;
 
-  std::size_t admitted() const {
-    return static_cast<std::size_t>(
-        std::count_if(connections->begin(), connections->end(), [](const connection& c) { return !c.evicted; }));
+  // Admitted connections: all of them, or those of one client address.
+  std::size_t admitted(const asio::ip::address* from = nullptr) const {
+    return static_cast<std::size_t>(std::count_if(connections->begin(), connections->end(), [from](const connection& c) {
+      return !c.evicted && (from == nullptr || c.client == *from);
+    }));
   }
 
-  // At the limit, the connection that has waited longest for its next
-  // request makes room: 64 idle keep-alive connections (a client that polls
-  // /health on each every few seconds), or as many trickling a request in,
-  // must not lock out the next scrape or probe. False when every connection
-  // is writing a response.
-  bool evict_longest_waiting() {
+  // At a limit, the connection that has waited longest for its next request
+  // makes room (of all, or of the client's own at its per-client limit): 64
+  // idle keep-alive connections (a client that polls /health on each every
+  // few seconds), or as many trickling a request in, must not lock out the
+  // next scrape or probe. False when every candidate is writing a response.
+  bool evict_longest_waiting(const asio::ip::address* from = nullptr) {
     connection* oldest = nullptr;
     for (auto& c : *connections) {
-      if (!c.evicted && c.waiting && (oldest == nullptr || c.waiting_since < oldest->waiting_since)) {
+      if (!c.evicted && c.waiting && (from == nullptr || c.client == *from) &&
+          (oldest == nullptr || c.waiting_since < oldest->waiting_since)) {
         oldest = &c;
       }
     }
@@ -111,16 +118,19 @@ struct http_server::impl {
       if (ec) {
         continue;
       }
-      if (admitted() >= max_connections && !evict_longest_waiting()) {
+      beast::error_code pec;
+      const auto client = sock.remote_endpoint(pec).address();
+      if (pec || (admitted(&client) >= max_connections_per_client && !evict_longest_waiting(&client)) ||
+          (admitted() >= max_connections && !evict_longest_waiting())) {
         continue;  // sock closes on destruction
       }
-      asio::co_spawn(ctx, serve(beast::tcp_stream(std::move(sock))), asio::detached);
+      asio::co_spawn(ctx, serve(beast::tcp_stream(std::move(sock)), client), asio::detached);
     }
   }
 
-  asio::awaitable<void> serve(beast::tcp_stream stream) {
+  asio::awaitable<void> serve(beast::tcp_stream stream, asio::ip::address client) {
     const auto list = connections;
-    list->push_back({&stream, false, {}, false});
+    list->push_back({&stream, client, false, {}, false});
     const auto self = std::prev(list->end());
     struct unlist {
       std::shared_ptr<std::list<connection>> from;

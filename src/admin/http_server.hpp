@@ -2,7 +2,8 @@
 // The admin HTTP listener (Boost.Beast): health, readiness, metrics and the
 // JSON API. Runs on the control thread's io_context, never on a worker.
 // Bounded: 8 KiB of headers, 64 KiB of body, 10 s per request, 64
-// connections, 100 requests per connection; anything unknown is 404.
+// connections (16 per client address), 100 requests per connection;
+// anything unknown is 404.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>

@@ -1,7 +1,9 @@
 #include "core/address.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
+#include <optional>
 
 namespace cs::core {
 
@@ -25,7 +27,100 @@ std::string v4_to_string(const ip::address_v4& a, std::uint16_t port) {
   return std::string(buf.data(), p);
 }
 
+// One part of a numeric host (WHATWG "IPv4 number parser"): decimal, octal
+// after a leading 0, hex after 0x. "0x" without digits is no number, as for
+// inet_aton (the URL standard reads it as 0). Values that pass 2^32 are
+// capped there: no valid address can hold them.
+std::optional<std::uint64_t> ipv4_number(std::string_view part) {
+  if (part.empty()) {
+    return std::nullopt;
+  }
+  unsigned radix = 10;
+  if (part.size() >= 2 && part[0] == '0' && (part[1] == 'x' || part[1] == 'X')) {
+    part.remove_prefix(2);
+    radix = 16;
+    if (part.empty()) {
+      return std::nullopt;
+    }
+  } else if (part.size() >= 2 && part[0] == '0') {
+    part.remove_prefix(1);
+    radix = 8;
+  }
+  constexpr std::uint64_t cap = std::uint64_t{1} << 32;
+  std::uint64_t value = 0;
+  for (const char c : part) {
+    unsigned digit = 0;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<unsigned>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<unsigned>(c - 'a') + 10;
+    } else if (c >= 'A' && c <= 'F') {
+      digit = static_cast<unsigned>(c - 'A') + 10;
+    } else {
+      return std::nullopt;
+    }
+    if (digit >= radix) {
+      return std::nullopt;
+    }
+    value = std::min(value * radix + digit, cap);
+  }
+  return value;
+}
+
 }  // namespace
+
+name_form read_name(std::string_view name, ip::address& out) {
+  if (name.find(':') != std::string_view::npos) {
+    if (name.find('\0') == std::string_view::npos) {  // make_address reads a C string
+      boost::system::error_code ec;
+      const auto a = ip::make_address(std::string(name), ec);
+      if (!ec) {
+        out = unmap(a);
+        return name_form::address;
+      }
+    }
+    return name_form::dns_name;
+  }
+  // WHATWG "ends in a number": the last label (a trailing dot dropped) is
+  // all digits, or parses as an IPv4 number (hex).
+  std::string_view body = name;
+  if (!body.empty() && body.back() == '.') {
+    body.remove_suffix(1);
+  }
+  const auto dot = body.rfind('.');
+  const std::string_view last = dot == std::string_view::npos ? body : body.substr(dot + 1);
+  const bool digits = !last.empty() && std::all_of(last.begin(), last.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!body.empty() && (digits || ipv4_number(last))) {
+    std::array<std::uint64_t, 4> parts{};
+    std::size_t n = 0;
+    for (std::size_t start = 0;;) {
+      const auto end = body.find('.', start);
+      const auto number = ipv4_number(body.substr(start, end == std::string_view::npos ? end : end - start));
+      if (n == parts.size() || !number) {
+        return name_form::invalid;
+      }
+      parts[n++] = *number;
+      if (end == std::string_view::npos) {
+        break;
+      }
+      start = end + 1;
+    }
+    // Every part but the last is one byte; the last fills what is left.
+    std::uint64_t value = parts[n - 1];
+    if (value >= (std::uint64_t{1} << (8 * (5 - n)))) {
+      return name_form::invalid;
+    }
+    for (std::size_t i = 0; i + 1 < n; ++i) {
+      if (parts[i] > 255) {
+        return name_form::invalid;
+      }
+      value += parts[i] << (8 * (3 - i));
+    }
+    out = ip::address_v4(static_cast<std::uint32_t>(value));
+    return name_form::address;
+  }
+  return name_form::dns_name;
+}
 
 std::string to_string(const ip::address& a, std::uint16_t port) {
   const ip::address plain = unmap(a);

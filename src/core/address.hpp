@@ -46,6 +46,22 @@ std::string to_string(const ip::address& a, std::uint16_t port);
 /// mapped addresses; policy and logs want the plain form.
 ip::address unmap(const ip::address& a) noexcept;
 
+/// What a name sent where a DNS name goes (SOCKS5 DOMAIN, SOCKS4a) really is.
+enum class name_form : std::uint8_t {
+  dns_name,  ///< a name for DNS
+  address,   ///< an IP address written as a name
+  invalid,   ///< reads as an IPv4 address but is not a valid one: no DNS name either
+};
+
+/// Reads `name` the way browsers (the WHATWG URL host parser) and
+/// inet_aton-based resolvers do: a name whose last label is a number
+/// ("0177.0.0.1", "0x7f.1", "127.1", "2130706433", "1.2.3.4.") is an IPv4
+/// address whose parts are decimal, octal (leading 0) or hex (0x), never a
+/// name to look up; one that breaks that form ("1.2.3.4.5", "09.1.1.1",
+/// "1.256.0.0") is invalid. An IPv6 literal ("::1") is an address too. IPv4
+/// results are plain (not mapped). Pure and bounded by the name's length.
+name_form read_name(std::string_view name, ip::address& out);
+
 /// Parses "IPv4:PORT", "[IPv6]:PORT". Returns false on anything else
 /// (including a missing or out-of-range port). `allow_zero_port` admits ":0".
 bool parse_endpoint(std::string_view text, ip::tcp::endpoint& out, bool allow_zero_port = true);

@@ -361,7 +361,8 @@ asio::awaitable<void> client_gone(tcp::socket& client) {
 
 asio::awaitable<bind_outcome> serve_bind(tcp::socket& client, client_protocol proto, const config::snapshot& snap,
                                          worker_services& svc, const core::target_address& expected_peer,
-                                         tcp::socket& peer_out, obs::access_record& rec, policy::request_view view) {
+                                         tcp::socket& peer_out, obs::access_record& rec, policy::request_view view,
+                                         session_control& ctl) {
   bind_outcome out;
   const auto& cfg = snap.source;
   // Who may connect: DST.ADDR (those of a name's addresses the ACL allows,
@@ -377,7 +378,12 @@ asio::awaitable<bind_outcome> serve_bind(tcp::socket& client, client_protocol pr
     }
   } else {
     const auto& d = *expected_peer.domain();
+    ctl.expires_after(cfg.timeouts.connect);  // as CONNECT's lookup: the resolver's own timeouts may be longer
     auto [rec_ec, addrs] = co_await svc.dns.async_resolve(std::string_view(d.data(), d.size()), nothrow);
+    if (ctl.end_phase() && (rec_ec || addrs.empty())) {
+      out.ec = core::socks_errc::connect_timeout;
+      co_return out;
+    }
     if (rec_ec || addrs.empty()) {
       out.ec = rec_ec ? rec_ec : core::error_code(core::socks_errc::host_not_found);
       co_return out;
@@ -591,13 +597,25 @@ asio::awaitable<void> establish(tcp::socket& client, const tcp::endpoint& peer, 
   }
   ec = hs.ec;  // RFC 1929 verdicts were counted before the client heard them (session_auth::decided)
   if (hs.target_known) {
-    // A name that is an IP literal ("127.0.0.1" sent as DOMAIN) is an IP:
-    // IP rules must see it as one.
+    // A name that is an IP address ("127.0.0.1", or "0177.0.0.1" as a
+    // browser and inet_aton read it, sent as DOMAIN) is an IP: IP rules
+    // must see it as one. One that only looks like an address is no name
+    // either: DNS never hears of it. A UDP ASSOCIATE's DST is a hint where
+    // only a plain literal is an address: other names mean "any address"
+    // (PySocks sends the name "0").
     if (const auto* d = hs.target.domain()) {
-      core::error_code lec;
-      const auto literal = core::ip::make_address(std::string_view(d->data(), d->size()), lec);
-      if (!lec) {
-        hs.target.host = core::unmap(literal);
+      const std::string_view name(d->data(), d->size());
+      core::ip::address literal;
+      if (hs.cmd == command::udp_associate) {
+        core::error_code lec;
+        literal = core::ip::make_address(name, lec);
+        if (!lec) {
+          hs.target.host = core::unmap(literal);
+        }
+      } else if (const auto form = core::read_name(name, literal); form == core::name_form::address) {
+        hs.target.host = literal;
+      } else if (form == core::name_form::invalid && !ec) {
+        ec = core::socks_errc::host_not_found;
       }
     }
     rec.target = core::to_string(hs.target);
@@ -708,7 +726,7 @@ asio::awaitable<void> establish(tcp::socket& client, const tcp::endpoint& peer, 
   // ---- BIND: first reply (where we listen), wait for the peer, second
   // reply (who connected); then relay like CONNECT.
   if (!ec && hs.cmd == command::bind) {
-    auto b = co_await serve_bind(client, hs.proto, *snap, svc, hs.target, target, rec, view);
+    auto b = co_await serve_bind(client, hs.proto, *snap, svc, hs.target, target, rec, view, ctl);
     ec = b.ec;
     replied = b.replied;
     reply = b.reply;

@@ -195,10 +195,14 @@ void udp_association::on_client_datagram(const udp::endpoint& from, std::span<st
   v.address.reset();
   if (const auto* d = h.dst.domain()) {
     host = policy::normalise_host(std::string_view(d->data(), d->size()));
-    core::error_code lec;
-    const auto literal = core::ip::make_address(host, lec);
-    if (!lec) {
-      h.dst.host = core::unmap(literal);
+    core::ip::address literal;
+    const auto form = core::read_name(host, literal);
+    if (form == core::name_form::invalid) {
+      drop(m.udp_dropped_other);  // looks like an address, is none: no DNS name either
+      return;
+    }
+    if (form == core::name_form::address) {
+      h.dst.host = literal;
       host.clear();
     } else {
       v.domain = host;

@@ -173,6 +173,17 @@ struct resolver::impl {
   // ------------------------------------------------------------ lookups
 
   void start(std::string name, asio::any_completion_handler<resolve_signature> handler) {
+    // An address written as a name is answered here, as getaddrinfo would:
+    // c-ares reads "0177.0.0.1" as 177.0.0.1, and would ask DNS about
+    // names that only look like addresses ("1.2.3.4.5").
+    core::ip::address literal;
+    if (const auto form = core::read_name(name, literal); form != core::name_form::dns_name) {
+      const bool ok = form == core::name_form::address;
+      asio::post(executor, asio::append(std::move(handler),
+                                        ok ? core::error_code() : core::error_code(core::socks_errc::host_not_found),
+                                        ok ? address_list{literal} : address_list{}));
+      return;
+    }
     std::string key = normalise(name);
     auto it = in_flight.find(key);
     if (it != in_flight.end()) {

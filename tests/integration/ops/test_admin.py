@@ -12,6 +12,7 @@ from support import socksclient as sc
 from support.admin import ADMIN_RE
 from support.ops import OPS_DEFAULT_ARGS, tunnel
 from support.proxy import ProxyStartError, run_cli
+from support.routing import connect_from
 from support.servers import EchoServer
 
 
@@ -218,30 +219,64 @@ def ops_shared(tmp_path_factory):
         p.finish()
 
 
+def _idle_admin_connection(p, source: str) -> socket.socket:
+    """A keep-alive connection from ``source`` that made one request and now
+    waits (a client polling /health on it)."""
+    s = connect_from(p.admin.endpoint.sockaddr, source, timeout=10)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    for _ in range(100):
+        if data.endswith(b"ok\n"):
+            break
+        chunk = s.recv(4096)
+        assert chunk, data
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK"), data[:100]
+    return s
+
+
+def _closed_by_server(s: socket.socket) -> bool:
+    s.settimeout(5)
+    return s.recv(1) == b""
+
+
 def test_idle_keep_alive_connections_do_not_lock_out_the_next_client(ops):
-    """64 keep-alive connections that each made a request and now wait (a
-    client polling /health on each) fill the admin API's 64 slots: the next
-    scrape is still answered, and the one that waited longest is closed."""
+    """64 keep-alive connections that each made a request and now wait (16
+    from each of four clients, the most one client may hold) fill the admin
+    API's 64 slots: the next scrape is still answered, and the one that
+    waited longest is closed."""
     p = ops()
     idle = []
     try:
-        for _ in range(64):
-            s = socket.create_connection(p.admin.endpoint.sockaddr, timeout=10)
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = b""
-            for _ in range(100):
-                if data.endswith(b"ok\n"):
-                    break
-                chunk = s.recv(4096)
-                assert chunk, data
-                data += chunk
-            assert data.startswith(b"HTTP/1.1 200 OK"), data[:100]
-            idle.append(s)
+        for i in range(64):
+            idle.append(_idle_admin_connection(p, f"127.0.0.{2 + i % 4}"))
         assert p.admin.get("/health").status == 200
-        idle[0].settimeout(5)
-        assert idle[0].recv(1) == b"", "the longest-waiting idle connection was not the one closed"
+        assert _closed_by_server(idle[0]), "the longest-waiting idle connection was not the one closed"
         idle[-1].sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
         assert idle[-1].recv(4096).startswith(b"HTTP/1.1 200 OK"), "a recent one was closed instead"
     finally:
         for s in idle:
+            s.close()
+
+
+def test_one_client_holds_at_most_16_admin_connections(ops):
+    """Past 16 connections from one address, that client's own longest-waiting
+    connection makes room: another client's older connection is untouched,
+    and the client keeps its 16 most recent."""
+    p = ops()
+    other = _idle_admin_connection(p, "127.0.0.3")  # waited longest of all
+    mine = []
+    try:
+        for _ in range(20):
+            mine.append(_idle_admin_connection(p, "127.0.0.2"))
+        for i, s in enumerate(mine[:4]):
+            assert _closed_by_server(s), f"connection {i} of 20 from one client is still open"
+        for i, s in enumerate(mine[4:], start=4):
+            s.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200 OK"), f"connection {i} of 20 was closed"
+        other.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert other.recv(4096).startswith(b"HTTP/1.1 200 OK"), "another client's connection was closed"
+    finally:
+        other.close()
+        for s in mine:
             s.close()

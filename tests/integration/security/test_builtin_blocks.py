@@ -17,6 +17,7 @@ import pytest
 from support import socksclient as sc
 from support import security as sec
 from support.dns import QTYPE_A, DNSServer
+from support.netns import NetNS, NetNSUnavailable
 from support.proxy import Proxy
 from support.servers import EchoServer
 
@@ -140,15 +141,59 @@ def test_ip_literal_sent_as_domain_is_checked_as_ip(blocking, mod_dns):
         assert mod_dns.queried(name.decode()) == [], f"the IP literal {name!r} was sent to DNS"
 
 
-@pytest.mark.parametrize("name", [b"127.0.0.1.", b"127.0.0.01", b"169.254.169.254.", b"0:0:0:0:0:0:0:1",
-                                  b"127.1", b"0x7f.0.0.1", b"2130706433", b"0x7f000001"])
-def test_numeric_looking_names_cannot_reach_loopback(blocking, name, echo_server):
-    """Names that are almost IP literals: whatever the resolver makes of them
-    (a loopback address, or nothing), they never reach 127.0.0.1."""
-    before = len(echo_server.peers)
-    a = sec.socks5(blocking.addr, name, echo_server.port)
-    assert a.stage == "reply" and a.rep in (sc.REP_NOT_ALLOWED, sc.REP_HOST_UNREACH), (name, a.rep)
-    assert len(echo_server.peers) == before
+@pytest.fixture(scope="module")
+def ns_blocking():
+    """Only the built-in blocks, in a namespace with only ``lo``: were a name
+    read wrongly ("0177.0.0.1" as 177.0.0.1), nothing could leave."""
+    try:
+        ns = NetNS()
+    except NetNSUnavailable as exc:
+        pytest.skip(str(exc))
+
+    def udp():
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        return u
+    try:
+        with DNSServer({}, ttl=0, sock=ns.run_in(udp)) as dns:
+            p = Proxy(["--dns-server", dns.addr_text], ["127.0.0.1:0"], prefix=ns.exec_prefix,
+                      default_args=sec.defaults_without_rules())
+            try:
+                yield ns, p, dns
+            finally:
+                p.finish()
+    finally:
+        ns.close()
+
+
+def _ask_in_ns(ns_blocking, name, port=80):
+    ns, p, dns = ns_blocking
+    a = sec.socks5(p.addr, name, port, sock=ns.socket(socket.AF_INET))
+    assert a.stage == "reply", (name, a)
+    rec = sec.wait_access(p, client=sec.fmt_addr(a.client))
+    text = name.decode()
+    assert dns.queried(text) == [] and dns.queried(text.rstrip(".")) == [], f"{text} was sent to DNS"
+    assert rec["dialled"] == "-", rec
+    return a.rep, rec
+
+
+@pytest.mark.parametrize("name", [b"127.0.0.1.", b"127.0.0.01", b"0177.0.0.1", b"0x7f.0.0.1", b"0X7F.1", b"127.1",
+                                  b"2130706433", b"0x7f000001", b"017700000001", b"0:0:0:0:0:0:0:1"])
+def test_numeric_names_are_read_as_the_address_they_spell(ns_blocking, name):
+    """Names that spell an address the way browsers and inet_aton read them
+    (octal, hex, fewer parts, a trailing dot) are that address: refused as
+    loopback by its rule, never dialled, never sent to DNS."""
+    rep, rec = _ask_in_ns(ns_blocking, name)
+    assert rep == sc.REP_NOT_ALLOWED and rec["rule"] == "builtin:loopback", (name, rec)
+
+
+@pytest.mark.parametrize("name", [b"1.2.3.4.5", b"09.1.1.1", b"127.0.0.256", b"1.1.16777216", b"4294967296",
+                                  b"example.1", b"1..2"])
+def test_names_that_only_look_like_addresses_are_unreachable_without_dns(ns_blocking, name):
+    """A name whose last label is a number but which is no valid address is
+    no DNS name either: host unreachable (0x04), and DNS never hears of it."""
+    rep, rec = _ask_in_ns(ns_blocking, name)
+    assert rep == sc.REP_HOST_UNREACH and rec["result"] == "host_not_found", (name, rec)
 
 
 def test_smtp_port_blocked(blocking, mod_dns):

@@ -257,3 +257,20 @@ def test_socks4_bind_unexpected_peer_and_timeout(configured):
         sc.expect_closed(client)
     with pytest.raises(ConnectionRefusedError):
         connect_from((first.ip, first.port)).close()
+
+
+@pytest.mark.parametrize("cmd", [sc.CMD_CONNECT, sc.CMD_BIND], ids=["connect", "bind"])
+def test_name_lookup_is_bounded_by_the_connect_timeout(make_proxy, cmd):
+    """A DNS server that never answers: the lookup of CONNECT's target or
+    BIND's expected peer ends with the connect deadline (0x04,
+    connect_timeout), not with the resolver's own retries (2 s × 2, which
+    would end as dns_failure)."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # never read: every query goes unanswered
+    with silent:
+        proxy = make_proxy("--dns-server", "127.0.0.1:%d" % silent.getsockname()[1], "--connect-timeout", "300ms")
+        with sc.connect(proxy.addr, 10) as s:
+            r = negotiate(s, "never-answered.test", 80, cmd=cmd, timeout=10)
+        assert (r.ver, r.rep) == (sc.VER5, sc.REP_HOST_UNREACH), r.raw.hex(" ")
+        rec = rt.wait_access(proxy, target="never-answered.test:80")
+        assert rec["result"] == "connect_timeout", rec

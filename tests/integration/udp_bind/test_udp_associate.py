@@ -159,6 +159,28 @@ def test_unknown_name_dropped(make_proxy, metrics_of, dns_server, udp_echo):
     assert m(DROPPED, reason="other") == 1
 
 
+def test_numeric_names_are_the_addresses_they_spell(make_proxy, metrics_of, dns_server, udp_echo):
+    """A DST.ADDR name that spells an address as browsers and inet_aton read
+    it ("0x7f.0.0.1", "127.1") is that address, relayed without DNS; one
+    that only looks like an address ("1.2.3.4.5") is dropped without DNS.
+    ("0177.0.0.1" is covered over TCP, in a namespace: read wrongly, it
+    would be a public address.)"""
+    proxy = make_proxy("--dns-server", dns_server.addr_text)
+    m = metrics_of(proxy)
+    names = ["0x7f.0.0.1", "127.1", "2130706433", "0x7f000001", "127.0.0.1."]
+    with Association(proxy.addr) as a:
+        for name in names:
+            d = a.roundtrip((name.encode(), udp_echo.port), name.encode())  # bytes: always a DOMAIN
+            assert d.atyp == sc.ATYP_IPV4 and (d.host, d.port) == udp_echo.addr, (name, d.raw[:24].hex(" "))
+        udp_echo.drain()
+        a.send(b"1.2.3.4.5", udp_echo.port, b"nowhere")
+        wait_until(lambda: m(DROPPED, reason="other") >= 1, 5.0, lambda t: a.nothing_within(t) or None)
+        assert_only_marker(a, udp_echo)
+    assert m(DROPPED, reason="other") == 1
+    for name in [*names, "1.2.3.4.5"]:
+        assert dns_server.queried(name) == [] and dns_server.queried(name.rstrip(".")) == [], name
+
+
 def test_udp_counters(make_proxy, metrics_of, udp_echo, udp_echo6):
     """/metrics: associations, datagrams each way and drops by reason add up
     to what happened; the access record carries the payload bytes."""

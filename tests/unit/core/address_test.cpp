@@ -1,7 +1,9 @@
 #include "core/address.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 
 namespace {
@@ -187,6 +189,98 @@ TEST(ParseTarget, Invalid) {
     EXPECT_FALSE(core::parse_target(text, t)) << '"' << text << '"';
     EXPECT_EQ(t, dom("untouched", 7)) << "output untouched on failure: " << text;
   }
+}
+
+// ---- read_name: what a name sent as DOMAIN is
+
+struct name_case {
+  std::string_view name;
+  core::name_form form;
+  std::string_view address;  // when form == address
+};
+
+TEST(ReadName, Table) {
+  using enum core::name_form;
+  const name_case cases[] = {
+      {"127.0.0.1", address, "127.0.0.1"},
+      {"0177.0.0.1", address, "127.0.0.1"},  // octal, as inet_aton and browsers read it
+      {"0x7f.0.0.1", address, "127.0.0.1"},
+      {"0X7F.1", address, "127.0.0.1"},
+      {"127.1", address, "127.0.0.1"},        // the last part fills the rest
+      {"10.1.2", address, "10.1.0.2"},
+      {"2130706433", address, "127.0.0.1"},
+      {"0x7f000001", address, "127.0.0.1"},
+      {"017700000001", address, "127.0.0.1"},
+      {"169.254.169.254.", address, "169.254.169.254"},  // one trailing dot: still the address
+      {"0", address, "0.0.0.0"},
+      {"4294967295", address, "255.255.255.255"},
+      {"1.16777215", address, "1.255.255.255"},
+      {"1.2.65535", address, "1.2.255.255"},
+      {"::1", address, "::1"},
+      {"::ffff:127.0.0.1", address, "127.0.0.1"},  // mapped: read as the IPv4 address
+      {"4294967296", invalid, ""},
+      {"0x100000000", invalid, ""},
+      {"99999999999999999999999999", invalid, ""},  // no overflow into a small value
+      {"1.2.3.4.5", invalid, ""},
+      {"1.2.3.256", invalid, ""},
+      {"256.1.2.3", invalid, ""},
+      {"1.2.16777216", invalid, ""},
+      {"09.1.1.1", invalid, ""},   // 9 is no octal digit
+      {"08", invalid, ""},
+      {"1..2", invalid, ""},
+      {".1", invalid, ""},
+      {"example.1", invalid, ""},  // the last label is a number: no DNS name either
+      {"foo.0x10", invalid, ""},
+      {"1.2.3.4..", dns_name, ""},  // two trailing dots: the last label is empty
+      {"example.com", dns_name, ""},
+      {"1.2.3.4x", dns_name, ""},
+      {"0x", dns_name, ""},        // no hex digits: no number (inet_aton agrees)
+      {"1.2.3.0x", dns_name, ""},
+      {"1.2.3.0xg", dns_name, ""},
+      {"127.0.0.1.example", dns_name, ""},
+      {"0x7f.example", dns_name, ""},
+      {"localhost", dns_name, ""},
+      {"", dns_name, ""},
+      {".", dns_name, ""},
+      {"a:b", dns_name, ""},
+  };
+  for (const auto& c : cases) {
+    ip::address out;
+    EXPECT_EQ(core::read_name(c.name, out), c.form) << '"' << c.name << '"';
+    if (c.form == core::name_form::address) {
+      EXPECT_EQ(out, ip::make_address(std::string(c.address))) << '"' << c.name << '"';
+    }
+  }
+}
+
+// Across names made of digits, hex letters, x and dots, read_name agrees
+// with glibc's inet_aton (what getaddrinfo reads a numeric host with),
+// except for the trailing dot, which only the URL standard allows.
+TEST(ReadName, AgreesWithInetAton) {
+  std::mt19937 rng(20261124);
+  constexpr std::string_view alphabet = "0123456789xXaF.";
+  std::uniform_int_distribution<std::size_t> length(1, 14);
+  std::uniform_int_distribution<std::size_t> pick(0, alphabet.size() - 1);
+  int addresses = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string name(length(rng), '0');
+    for (auto& c : name) {
+      c = alphabet[pick(rng)];
+    }
+    ip::address ours;
+    const auto form = core::read_name(name, ours);
+    in_addr theirs{};
+    const bool aton = inet_aton(name.c_str(), &theirs) != 0;
+    if (name.back() == '.') {
+      continue;
+    }
+    ASSERT_EQ(form == core::name_form::address, aton) << '"' << name << '"';
+    if (aton) {
+      ++addresses;
+      ASSERT_EQ(ours, ip::address_v4(ntohl(theirs.s_addr))) << '"' << name << '"';
+    }
+  }
+  EXPECT_GT(addresses, 1000);  // the alphabet reaches addresses often enough to mean something
 }
 
 }  // namespace
